@@ -1,0 +1,73 @@
+"""The `Generator` interface that unlearning and evaluation rely on (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+
+class Generator(nn.Module, ABC):
+    """A pretrained image generator seen through the interface the unlearning engine needs.
+
+    Shapes: `z` is `[B, z_dim]`, `ws` is `[B, num_ws, w_dim]`, `c` (camera) is `[B, c_dim]`, images are
+    `[B, 3, H, W]` floats in [-1, 1].
+
+    Backends also name the helper models that belong to their world (identity model, inversion encoder,
+    real data); these return None when the backend has none.
+    """
+
+    name: str = "generator"
+    z_dim: int
+    w_dim: int
+    num_ws: int
+    c_dim: int
+    img_resolution: int
+
+    @property
+    @abstractmethod
+    def w_avg(self) -> torch.Tensor:
+        """The mean of W, `[w_dim]`."""
+
+    @abstractmethod
+    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0) -> torch.Tensor:
+        """z `[B, z_dim]` → ws `[B, num_ws, w_dim]`."""
+
+    @abstractmethod
+    def synthesis(self, ws: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """ws `[B, num_ws, w_dim]` (+ camera) → images `[B, 3, H, W]` in [-1, 1]."""
+
+    @abstractmethod
+    def features(self, ws: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The intermediate representation the feature-MSE loss compares (EG3D: tri-planes)."""
+
+    @abstractmethod
+    def adapter_sites(self) -> list[str]:
+        """Names (from `self.named_modules()`) of the modules after whose output an adapter goes."""
+
+    @abstractmethod
+    def views(self, n: int) -> torch.Tensor:
+        """`n` evaluation cameras `[n, c_dim]` (the reference: yaws evenly in ±π/12 at pitch −0.2)."""
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0) -> torch.Tensor:
+        return self.synthesis(self.mapping(z, c, truncation_psi=truncation_psi), c)
+
+    def random_cameras(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cameras for training: by default drawn from the evaluation views."""
+        views = self.views(11)
+        idx = torch.randint(0, views.shape[0], (n,), generator=generator)
+        return views[idx]
+
+    # Helper models of the backend's world -------------------------------------------------------
+    def identity_model(self):
+        """The identity embedder that judges this world's faces (`.embed`, `.threshold`), or None."""
+        return None
+
+    def inverter(self):
+        """Image → ws encoder for this generator, or None."""
+        return None
+
+    def real_images(self, n: int, seed: int = 0) -> torch.Tensor | None:
+        """`n` images of the data the generator was trained on (for ΔFID_real), or None."""
+        return None

@@ -1,0 +1,230 @@
+"""Attach Neural-ODE adapters to the outputs of named modules of any frozen `nn.Module`.
+
+Adapters live outside the model (forward hooks), so the model's `state_dict` keys never change and
+`detach()` gives back exactly the original model. Several named sets can be stacked on one model (one per
+forgotten identity) and switched on/off with their own strengths, like `set_adapters(names, weights)` in
+diffusers.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from legato.errors import InputError
+from legato.ode.adapter import ODEAdapter, trajectory_consistency
+
+
+@dataclass
+class AdapterConfig:
+    """Settings of every adapter in a set (defaults: the LEGATO reference code)."""
+
+    hidden: int = 256
+    field: str = "conv1x1"
+    t_end: float = 1.6
+    step_size: float = 0.4
+    method: str = "euler"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# model -> {name: AdapterSet}; weak so a dropped model takes its sets with it.
+_REGISTRY: weakref.WeakKeyDictionary[nn.Module, OrderedDict[str, AdapterSet]] = weakref.WeakKeyDictionary()
+
+
+def _key(site: str) -> str:
+    return site.replace(".", "__")
+
+
+def _infer_channels(module: nn.Module, site: str) -> int:
+    for attr in ("out_channels", "out_features", "num_channels"):
+        if isinstance(getattr(module, attr, None), int):
+            return int(getattr(module, attr))
+    raise InputError(
+        f"cannot tell how many channels module {site!r} ({type(module).__name__}) outputs; "
+        "pass channels={site: C} to attach()"
+    )
+
+
+class AdapterSet(nn.Module):
+    """The adapters of one named set, one per site. Train `parameters()`; the base stays frozen."""
+
+    def __init__(
+        self, model: nn.Module, sites: dict[str, int], config: AdapterConfig, name: str = "default"
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.sites = list(sites)
+        self.adapters = nn.ModuleDict(
+            {_key(s): ODEAdapter(c, hidden=config.hidden, field=config.field, t_end=config.t_end,
+                                 step_size=config.step_size, method=config.method)
+             for s, c in sites.items()}
+        )
+        self._model_ref = weakref.ref(model)
+        self._handles: list = []
+        self._enabled = True
+        self._strength = 1.0
+        self.metadata: dict = {}
+
+    # -- the model this set sits on -------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module:
+        model = self._model_ref()
+        if model is None:
+            raise InputError("the model this adapter set was attached to no longer exists")
+        return model
+
+    def _hook(self, site: str):
+        adapter = self.adapters[_key(site)]
+
+        def hook(module, inputs, output):
+            if not self._enabled or adapter.strength <= 0:
+                return output
+            if isinstance(output, tuple | list):  # adapt the first output (the feature map)
+                return type(output)([adapter(output[0]), *output[1:]])
+            return adapter(output)
+
+        return hook
+
+    def _install(self) -> None:
+        modules = dict(self.model.named_modules())
+        for site in self.sites:
+            self._handles.append(modules[site].register_forward_hook(self._hook(site)))
+
+    # -- control ---------------------------------------------------------------------------------
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= 1.0 or value != value:
+            raise InputError(f"strength must be in [0, 1], got {value}")
+        self._strength = value
+        for adapter in self.adapters.values():
+            adapter.strength = value
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+
+    def __iter__(self) -> Iterator[ODEAdapter]:
+        return iter(self.adapters.values())
+
+    def adapter(self, site: str) -> ODEAdapter:
+        return self.adapters[_key(site)]
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def trajectory_consistency(self, single: bool = False) -> torch.Tensor:
+        return trajectory_consistency(self.adapters.values(), single=single)
+
+    def detach(self) -> None:
+        """Remove this set's hooks; when the last set goes, the base's `requires_grad` flags come back."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        model = self._model_ref()
+        if model is None:
+            return
+        sets = _REGISTRY.get(model)
+        if sets is not None and sets.get(self.name) is self:
+            del sets[self.name]
+            if not sets:
+                flags = getattr(model, "_legato_requires_grad", None)
+                if flags is not None:
+                    for p, flag in zip(model.parameters(), flags, strict=True):
+                        p.requires_grad_(flag)
+                    del model._legato_requires_grad
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    # -- files -------------------------------------------------------------------------------------
+    def save(self, directory, metadata: dict | None = None) -> None:
+        from legato.ode.bundle import save_bundle
+
+        save_bundle(self, directory, metadata=metadata)
+
+    @classmethod
+    def load(cls, directory, model: nn.Module, name: str | None = None, verify_fingerprint: bool = True):
+        from legato.ode.bundle import load_bundle
+
+        return load_bundle(directory, model, name=name, verify_fingerprint=verify_fingerprint)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, sites={len(self.sites)}, strength={self.strength}, enabled={self.enabled}"
+
+
+def attach(
+    model: nn.Module,
+    sites: Sequence[str],
+    name: str = "default",
+    channels: dict[str, int] | None = None,
+    **adapter_config,
+) -> AdapterSet:
+    """Put an `ODEAdapter` on the output of each named module of `model` and freeze the model.
+
+    `sites` are names from `model.named_modules()`. Channels are read from the module
+    (`out_channels`/`out_features`) unless given in `channels`. Keyword arguments go to `AdapterConfig`.
+    """
+    if not sites:
+        raise InputError("attach() needs at least one site (a module name from model.named_modules())")
+    config = AdapterConfig(**adapter_config)
+    modules = dict(model.named_modules())
+    unknown = [s for s in sites if s not in modules]
+    if unknown:
+        raise InputError(f"unknown adapter site(s) {unknown}; the model has no module by that name")
+    sets = _REGISTRY.setdefault(model, OrderedDict())
+    if name in sets:
+        raise InputError(f"the model already has an adapter set named {name!r}; detach it or pick another name")
+    channels = dict(channels or {})
+    resolved = {s: channels[s] if s in channels else _infer_channels(modules[s], s) for s in sites}
+    try:
+        first = next(model.parameters())
+        device, dtype = first.device, first.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    adapter_set = AdapterSet(model, resolved, config, name=name).to(device=device, dtype=dtype)
+    if not hasattr(model, "_legato_requires_grad"):
+        model._legato_requires_grad = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapter_set._install()
+    sets[name] = adapter_set
+    return adapter_set
+
+
+def adapter_sets(model: nn.Module) -> OrderedDict[str, AdapterSet]:
+    """The adapter sets attached to `model`, in the order they apply."""
+    return OrderedDict(_REGISTRY.get(model, {}))
+
+
+def set_adapters(model: nn.Module, names: Sequence[str], strengths: Sequence[float] | float = 1.0) -> None:
+    """Enable exactly the named sets, each at its strength; every other set on the model is switched off."""
+    sets = _REGISTRY.get(model, {})
+    missing = [n for n in names if n not in sets]
+    if missing:
+        raise InputError(f"no adapter set named {missing} on this model (have: {list(sets)})")
+    if isinstance(strengths, int | float):
+        strengths = [float(strengths)] * len(names)
+    if len(strengths) != len(names):
+        raise InputError(f"{len(names)} adapter names but {len(strengths)} strengths")
+    for name, s in sets.items():
+        s.enabled = name in names
+    for name, value in zip(names, strengths, strict=True):
+        sets[name].strength = value

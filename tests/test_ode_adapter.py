@@ -1,0 +1,185 @@
+"""The adapter core: identity at start, strength dial, solver steps, frozen base, parameter count."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from legato.errors import InputError
+from legato.ode import ODEAdapter, attach, trajectory_consistency
+
+
+def toy_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 3, 1)
+    )
+
+
+def randomise(adapter_set, std=0.2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for a in adapter_set:
+            for p in a.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def test_fresh_adapter_is_bit_identical():
+    model = toy_model()
+    x = torch.randn(2, 3, 8, 8)
+    before = model(x)
+    adapters = attach(model, ["0", "2"], hidden=16)
+    assert torch.equal(model(x), before)
+    adapters.detach()
+
+
+@pytest.mark.parametrize("field", ["conv1x1", "unet"])
+def test_fresh_adapter_identity_for_both_fields(field):
+    adapter = ODEAdapter(8, hidden=16, field=field)
+    x = torch.randn(2, 8, 6, 6)
+    assert torch.equal(adapter(x), x)
+
+
+def test_strength_zero_equals_base_and_detach_restores():
+    model = toy_model()
+    x = torch.randn(2, 3, 8, 8)
+    base_out = model(x)
+    params_before = [id(p) for p in model.parameters()]
+    flags_before = [p.requires_grad for p in model.parameters()]
+    keys_before = list(model.state_dict())
+    adapters = attach(model, ["0", "2"], hidden=16)
+    assert list(model.state_dict()) == keys_before
+    randomise(adapters)
+    assert not torch.allclose(model(x), base_out)
+    adapters.strength = 0.0
+    assert torch.equal(model(x), base_out)
+    adapters.strength = 1.0
+    adapters.detach()
+    assert torch.equal(model(x), base_out)
+    assert [id(p) for p in model.parameters()] == params_before
+    assert [p.requires_grad for p in model.parameters()] == flags_before
+
+
+def test_strength_is_continuous_and_monotone_in_distance():
+    model = toy_model()
+    x = torch.randn(2, 3, 8, 8)
+    base_out = model(x).detach()
+    adapters = attach(model, ["2"], hidden=16)
+    # a field that pushes every state the same way makes distance grow with integration time
+    with torch.no_grad():
+        a = adapters.adapter("2")
+        a.field.inp.weight.zero_()
+        a.field.inp.bias.fill_(1.0)
+        a.field.out.weight.fill_(0.05)
+    dists = []
+    with torch.no_grad():
+        for s in torch.linspace(0, 1, 21):
+            adapters.strength = float(s)
+            dists.append((model(x) - base_out).norm().item())
+    assert dists[0] == 0.0
+    assert all(b > a for a, b in zip(dists, dists[1:], strict=False)), dists
+    jumps = [b - a for a, b in zip(dists, dists[1:], strict=False)]
+    assert max(jumps) < 3 * (dists[-1] / 20)  # no jump: continuous in strength
+
+
+@pytest.mark.parametrize(("method", "evals_per_step"), [("euler", 1), ("midpoint", 2), ("rk4", 4)])
+@pytest.mark.parametrize(("step_size", "steps"), [(0.4, 4), (0.2, 8), (0.8, 2), (0.5, 4)])
+def test_step_size_sets_number_of_solver_steps(method, evals_per_step, step_size, steps):
+    adapter = ODEAdapter(4, hidden=8, t_end=1.6, step_size=step_size, method=method)
+    adapter.reset_nfe()
+    adapter(torch.randn(1, 4, 2, 2))
+    assert adapter.last_num_steps == steps
+    assert adapter.nfe == steps * evals_per_step
+
+
+def test_half_strength_takes_half_the_steps():
+    adapter = ODEAdapter(4, hidden=8, t_end=1.6, step_size=0.4)
+    adapter.strength = 0.5
+    adapter(torch.randn(1, 4, 2, 2))
+    assert adapter.last_num_steps == 2
+
+
+def test_only_adapters_get_gradients_and_base_is_byte_identical():
+    model = toy_model()
+    base_state = copy.deepcopy(model.state_dict())
+    adapters = attach(model, ["0", "2"], hidden=16)
+    randomise(adapters, std=0.05)
+    opt = torch.optim.Adam(list(model.parameters()) + list(adapters.parameters()), lr=1e-2)
+    before = [p.detach().clone() for p in adapters.parameters()]
+    loss = model(torch.randn(2, 3, 8, 8)).pow(2).mean()
+    loss.backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is not None for p in adapters.parameters())
+    opt.step()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, base_state[k]), k
+    assert any(not torch.equal(a, b) for a, b in zip(before, adapters.parameters(), strict=True))
+
+
+def test_parameter_count_matches_reference_formula():
+    model = nn.Sequential(nn.Conv2d(3, 32, 1), nn.Conv2d(32, 64, 1))
+    adapters = attach(model, ["0", "1"], hidden=256)
+    expected = sum(2 * c * 256 + 256 + c for c in (32, 64))
+    assert adapters.num_trainable() == expected
+
+
+def test_trajectory_consistency_recorded_only_with_grad():
+    model = toy_model()
+    adapters = attach(model, ["0", "2"], hidden=16)
+    randomise(adapters)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        model(x)
+    assert trajectory_consistency(adapters).item() == 0.0
+    model(x)
+    tc = adapters.trajectory_consistency()
+    assert tc.item() > 0 and tc.requires_grad
+    # cleared after reading
+    assert adapters.trajectory_consistency().item() == 0.0
+
+
+def test_trajectory_consistency_is_mean_of_squared_step_differences():
+    adapter = ODEAdapter(2, hidden=4, t_end=1.0, step_size=0.5)
+    with torch.no_grad():
+        adapter.field.inp.weight.zero_()
+        adapter.field.inp.bias.fill_(1.0)
+        adapter.field.out.weight.fill_(0.5)  # f(x) = 0.5 * 4 * 1 = 2 per channel, constant
+        adapter.field.out.bias.zero_()
+    adapter(torch.zeros(1, 2, 1, 1, requires_grad=True))
+    # each Euler step moves by h·f = 0.5·2 = 1 in every channel → mean square difference 1
+    assert trajectory_consistency([adapter]).item() == pytest.approx(1.0)
+
+
+def test_single_block_variant_keeps_only_last_adapter():
+    a1, a2 = ODEAdapter(2, hidden=4), ODEAdapter(2, hidden=4)
+    for a, v in ((a1, 0.1), (a2, 0.3)):
+        with torch.no_grad():
+            a.field.inp.bias.fill_(1.0)
+            a.field.out.weight.fill_(v)
+        a(torch.zeros(1, 2, 1, 1, requires_grad=True))
+    both = [a1._terms[0].item(), a2._terms[0].item()]
+    single = trajectory_consistency([a1, a2], single=True).item()
+    assert single == pytest.approx(both[1])
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InputError):
+        ODEAdapter(4, method="leapfrog")
+    with pytest.raises(InputError):
+        ODEAdapter(4, field="transformer")
+    model = toy_model()
+    with pytest.raises(InputError):
+        attach(model, ["no.such.module"])
+    adapters = attach(model, ["0"], hidden=8)
+    with pytest.raises(InputError):
+        adapters.strength = 1.5
+
+
+def test_dopri5_runs_adaptively():
+    adapter = ODEAdapter(4, hidden=8, method="dopri5")
+    with torch.no_grad():
+        adapter.field.out.weight.normal_(0, 0.1)
+    x = torch.randn(1, 4, 3, 3)
+    y = adapter(x)
+    assert y.shape == x.shape and not torch.equal(x, y)

@@ -17,6 +17,7 @@ from legato.errors import LegatoError
 
 COMMAND_MODULES = [
     "legato.cli.adapters",
+    "legato.cli.unlearn",
 ]
 
 app = typer.Typer(

@@ -71,3 +71,7 @@ class Generator(nn.Module, ABC):
     def real_images(self, n: int, seed: int = 0) -> torch.Tensor | None:
         """`n` images of the data the generator was trained on (for ΔFID_real), or None."""
         return None
+
+    def synthesis_parameters(self) -> list[nn.Parameter]:
+        """What full fine-tuning (GUIDE) trains: every parameter outside the mapping network."""
+        return [p for name, p in self.named_parameters() if "mapping" not in name.split(".")[0]]

@@ -12,6 +12,10 @@ from legato.generators.base import Generator
 
 def load(spec: str = "synthfaces", device: str | torch.device = "cpu") -> Generator:
     """Return a `Generator` for `spec`: `"synthfaces"` (the embedded default) or a network pickle path."""
+    if spec == "toy":  # a tiny random generator for tests and quick tries
+        from legato.generators.toy import ToyGenerator
+
+        return ToyGenerator().to(device)
     if spec == "synthfaces":
         from legato.synthfaces import load_generator
 
@@ -23,4 +27,4 @@ def load(spec: str = "synthfaces", device: str | torch.device = "cpu") -> Genera
         from legato.generators.nvlabs import load_network_pickle
 
         return load_network_pickle(path, device=device)
-    raise InputError(f"unknown generator {spec!r}; use 'synthfaces' or a path to an NVlabs .pkl network")
+    raise InputError(f"unknown generator {spec!r}; use 'synthfaces', 'toy' or a path to an NVlabs .pkl network")

@@ -1,0 +1,104 @@
+"""`legato unlearn` and `legato demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEMO_PERSON = "person:1000003"  # a fixed held-out SynthFaces person (seeds ≥ 1,000,000 are never trained on)
+
+
+def _print_table(metrics: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from legato.unlearning.run import summary_rows
+
+    table = Table(title=f"legato: {metrics.get('identity', {}).get('description', '')}", show_header=False)
+    for k, v in summary_rows(metrics):
+        table.add_row(k, v)
+    console = Console()
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}   adapter: {out / 'adapter'}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("unlearn")
+    def unlearn_cmd(
+        identity: str = typer.Option(None, "--identity", "-i",
+                                     help="seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | ood-person:N"),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
+        generator: str = typer.Option("synthfaces", "--generator", "-g",
+                                      help="synthfaces | digits-flow | path to an NVlabs .pkl"),
+        method: str = typer.Option("legato", help="legato | guide | residual | baseline (flows: legato | finetune)"),
+        iterations: int = typer.Option(1000, "--iterations", "--iters", help="Training iterations (reference: 1,000)."),
+        identity_model: str = typer.Option(None, "--identity-model",
+                                           help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
+                                                "curricularface:PATH | synthfaces); default: the backend's own."),
+        lr: float = typer.Option(1e-4, help="Adam learning rate (reference: 1e-4)."),
+        target: str = typer.Option("extra", help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average."),
+        distance: str = typer.Option("2x", help="d: absolute (30, the reference in EG3D's W) or relative (2x)."),
+        target_index: int = typer.Option(0, help="Which photo of a folder is forgotten; the others are held out."),
+        refine_steps: int = typer.Option(0, help="Optimisation steps refining the inverted latent."),
+        hidden: int = typer.Option(256, help="Adapter field hidden channels (reference: 256)."),
+        t_end: float = typer.Option(1.6, help="ODE time span (reference: 1.6)."),
+        step_size: float = typer.Option(0.4, help="Solver step (reference: 0.4)."),
+        solver: str = typer.Option("euler", help="euler | midpoint | rk4 | dopri5"),
+        lambda_feature: float = typer.Option(0.01, help="Feature-MSE weight (reference: 0.01)."),
+        lambda_perceptual: float = typer.Option(1.0, help="Perceptual weight (reference: 1)."),
+        lambda_identity: float = typer.Option(0.1, help="Identity weight (reference: 0.1)."),
+        lambda_trajectory: float = typer.Option(1.0, help="Trajectory-consistency weight (reference: 1)."),
+        single_block_trajectory: bool = typer.Option(False, help="Reproduce the reference's one-block term."),
+        perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
+        forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
+        n_random: int = typer.Option(100, help="Random latents for id_preservation."),
+        n_fid: int = typer.Option(1000, help="Samples per FID."),
+        eval_every: int = typer.Option(100, help="Collapse-curve evaluation every K steps."),
+        seed: int = typer.Option(0, help="Random seed."),
+        resume: bool = typer.Option(False, help="Continue from OUT.partial/checkpoint.pt."),
+        overwrite: bool = typer.Option(False, help="Replace an existing OUT."),
+    ) -> None:
+        """Train adapters (or fine-tune, for the baselines) so IDENTITY can no longer be generated."""
+        from legato.errors import InputError
+
+        if generator == "digits-flow":
+            if forget_class is None:
+                raise InputError("--generator digits-flow needs --forget-class N")
+            from legato.flows.unlearn import run as run_flow
+
+            metrics = run_flow(out, forget_class, method=method, seed=seed,
+                               steps=iterations if iterations != 1000 else None)
+            typer.echo(f"wrote {out}: {metrics}")
+            return
+        if identity is None:
+            raise InputError("--identity is required (seed:N, a photo, a folder, latent:FILE or person:N)")
+        from legato.unlearning.config import LossWeights, UnlearnConfig
+        from legato.unlearning.run import unlearn
+
+        config = UnlearnConfig(
+            method=method, iterations=iterations, lr=lr, target=target, distance=distance, hidden=hidden,
+            t_end=t_end, step_size=step_size, solver=solver, seed=seed, perceptual=perceptual,
+            eval_every=eval_every, trajectory_single_block=single_block_trajectory,
+            weights=LossWeights(feature=lambda_feature, perceptual=lambda_perceptual, identity=lambda_identity,
+                                trajectory=lambda_trajectory),
+        )
+        metrics = unlearn(generator, identity, out, config, target_index=target_index, refine_steps=refine_steps,
+                          resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
+                          identity_model=identity_model)
+        _print_table(metrics, out)
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder (replaced if it exists)."),
+        iterations: int = typer.Option(1000, help="Training iterations."),
+        seed: int = typer.Option(0, help="Random seed."),
+    ) -> None:
+        """Forget a held-out SynthFaces person from one photo, evaluate on other photos and random others."""
+        from legato.unlearning.config import UnlearnConfig
+        from legato.unlearning.run import unlearn
+
+        typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out) …")
+        metrics = unlearn("synthfaces", DEMO_PERSON, out, UnlearnConfig(iterations=iterations, seed=seed),
+                          overwrite=True)
+        _print_table(metrics, out)

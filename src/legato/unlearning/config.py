@@ -1,0 +1,79 @@
+"""Settings of one unlearning run. Defaults are the LEGATO/GUIDE reference code's settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from legato.errors import InputError
+
+METHODS = ("legato", "guide", "residual", "baseline")
+TARGETS = ("extra", "average")
+
+
+@dataclass
+class LossWeights:
+    """λ of each term (reference: feature MSE 0.01, perceptual 1, identity 0.1; trajectory 1)."""
+
+    feature: float = 0.01
+    perceptual: float = 1.0
+    identity: float = 0.1
+    local: float = 1.0
+    adjacency: float = 1.0
+    global_: float = 1.0
+    trajectory: float = 1.0
+
+
+@dataclass
+class UnlearnConfig:
+    method: str = "legato"
+    iterations: int = 1000  # reference: 1,000 iterations
+    lr: float = 1e-4  # reference: Adam, lr 1e-4
+    target: str = "extra"  # UFO target: w_avg − d·unit(w_u − w_avg) ("extra") or w_avg ("average")
+    # d as an absolute W-space distance ("30", the reference's value in EG3D's W space) or relative to the
+    # median ‖w − w_avg‖ of random latents ("2x"): the relative form transfers across models.
+    distance: str = "2x"
+    n_adjacent: int = 2  # reference: 2 adjacent latents per iteration
+    alpha_max: float = 15.0  # reference: α ~ U(0, 15) in EG3D's W space (scaled like d when d is relative)
+    n_global: int = 2  # reference: 2 random latents for the global preservation loss
+    weights: LossWeights = field(default_factory=LossWeights)
+    trajectory_single_block: bool = False  # reproduce the reference code's single-block trajectory term
+    # adapters (reference: one after conv1 of every synthesis block, 1×1 field, hidden 256, Euler 4×0.4)
+    hidden: int = 256
+    field: str = "conv1x1"
+    t_end: float = 1.6
+    step_size: float = 0.4
+    solver: str = "euler"
+    seed: int = 0
+    log_every: int = 10  # losses into log.jsonl every K steps
+    eval_every: int = 100  # id_target / id_preservation (collapse curve) every K steps
+    checkpoint_every: int = 100
+    perceptual: str = "auto"  # "auto" | "lpips" | "identity-features" | "multiscale-l1"
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.target not in TARGETS:
+            raise InputError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
+        if self.iterations < 1:
+            raise InputError(f"--iterations must be at least 1 (got {self.iterations})")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive (got {self.lr})")
+        parse_distance(self.distance)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["weights"] = asdict(self.weights)
+        return d
+
+
+def parse_distance(text: str) -> tuple[float, bool]:
+    """"30" → (30.0, absolute); "2x" → (2.0, relative to the typical ‖w − w_avg‖)."""
+    s = str(text).strip().lower()
+    relative = s.endswith("x")
+    try:
+        value = float(s[:-1] if relative else s)
+    except ValueError as e:
+        raise InputError(f"--distance {text!r}: give a number (absolute, e.g. 30) or a multiple like 2x") from e
+    if value < 0:
+        raise InputError(f"--distance must not be negative (got {text})")
+    return value, relative

@@ -1,0 +1,193 @@
+"""One unlearning run end to end: resolve the identity, train, evaluate, and write the run folder.
+
+The run folder (`--out DIR`) appears only when the run has finished (it is built in `DIR.partial/` and then
+renamed), so a failure never leaves a half-written `DIR`; `DIR.partial/` keeps the checkpoint for `--resume`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from legato import __version__
+from legato.errors import InputError
+from legato.files import atomic_write_json
+from legato.inversion.sources import IdentitySource, resolve_identity
+from legato.unlearning.config import UnlearnConfig, parse_distance
+from legato.unlearning.losses import make_perceptual
+from legato.unlearning.methods import build
+from legato.unlearning.targets import typical_distance, ufo_target
+from legato.unlearning.trainer import CHECKPOINT, LOG, train
+
+TARGET_FILE = "target_ws.safetensors"
+
+
+def work_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _freeze(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def unlearn(
+    generator,
+    identity: str | IdentitySource,
+    out: str | Path,
+    config: UnlearnConfig | None = None,
+    *,
+    target_index: int = 0,
+    refine_steps: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    n_random: int = 100,
+    n_fid: int = 1000,
+    progress: bool = True,
+    report: bool = True,
+    generator_spec: str = "synthfaces",
+    identity_model: str | None = None,
+) -> dict:
+    """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
+
+    Returns the metrics dict also written to `out/metrics.json`.
+    """
+    config = config or UnlearnConfig()
+    config.validate()
+    out = Path(out)
+    work = work_dir_for(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pick another --out or pass --overwrite")
+    if resume and not (work / CHECKPOINT).is_file():
+        raise InputError(f"nothing to resume: {work / CHECKPOINT} does not exist")
+    if isinstance(generator, str):
+        from legato.generators import load
+
+        generator_spec = generator
+        generator = load(generator)
+    torch.manual_seed(config.seed)
+    t_start = time.perf_counter()
+
+    source = _freeze(copy.deepcopy(generator))
+    ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
+        identity, source, target_index=target_index, seed=config.seed, refine_steps=refine_steps)
+    ws_u = ident.ws.detach()
+    value, relative = parse_distance(config.distance)
+    scale = typical_distance(source) if relative else 1.0
+    distance = value * scale
+    alpha_max = config.alpha_max * (scale / 15.0 if relative else 1.0)  # keep α's ratio to d when relative
+    ws_t = ufo_target(ws_u, source.w_avg, config.target, distance)
+
+    identity_model_spec = identity_model
+    if identity_model_spec is not None:
+        from legato.identity import load as load_identity_model
+
+        identity_model = load_identity_model(identity_model_spec)
+    else:
+        identity_model = source.identity_model()
+    if identity_model is not None:
+        _freeze(identity_model)
+    # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
+    loss_identity_model = identity_model if getattr(identity_model, "differentiable", True) else None
+    perceptual = make_perceptual(config.perceptual, loss_identity_model)
+    trainable = build(_freeze(generator), config)
+
+    from legato.evaluation.metrics import evaluate, quick_scores
+
+    def quick(unlearned):
+        return quick_scores(source, unlearned, ws_u, identity_model=identity_model, seed=config.seed)
+
+    work.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in (work / CHECKPOINT, work / LOG):
+            stale.unlink(missing_ok=True)
+    result = train(source, trainable, ws_u, ws_t, config, identity_model=loss_identity_model,
+                   threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
+                   alpha_max=alpha_max, work=work, resume=resume, progress=progress,
+                   quick_scores=quick if identity_model is not None else None)
+
+    unlearned = _freeze(trainable.unlearned)
+    metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
+                       n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress)
+    base_params = sum(p.numel() for p in source.parameters())
+    metrics = {
+        "method": config.method,
+        **metrics,
+        "identity": ident.to_json(),
+        "trainable_params": trainable.num_trainable(),
+        "base_params": base_params,
+        "seconds": round(result.seconds, 2),
+        "seconds_to_forget": None if result.seconds_to_forget is None else round(result.seconds_to_forget, 2),
+        "step_to_forget": result.step_to_forget,
+        "seconds_total": None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "perceptual_backend": perceptual.name,
+        "threshold": getattr(identity_model, "threshold", None),
+        "target_distance": round(distance, 4),
+        "final_losses": result.final_losses,
+    }
+
+    adapter_dir = work / "adapter"
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    trainable.save(adapter_dir, metadata={
+        "method": config.method, "generator": generator_spec, "identity": ident.to_json(),
+        "metrics": {k: metrics.get(k) for k in ("id_target", "id_others", "id_preservation", "fid_pre")},
+    })
+    tensors = {"ws": ws_u.cpu().contiguous(), "target": ws_t.cpu().contiguous()}
+    if ident.held_out_ws is not None:
+        tensors["held_out_ws"] = ident.held_out_ws.cpu().contiguous()
+    save_file(tensors, str(adapter_dir / TARGET_FILE))
+    atomic_write_json(work / "config.json", {
+        "config": config.to_dict(), "generator": generator_spec, "identity": ident.to_json(),
+        "target_index": target_index, "refine_steps": refine_steps, "n_random": n_random, "n_fid": n_fid,
+        "versions": {"legato": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "threads": torch.get_num_threads(), "pid": os.getpid(),
+    })
+    if report:
+        from legato.unlearning.report import write_run_report
+
+        write_run_report(work, source, unlearned, trainable, ident, metrics, seed=config.seed)
+    metrics["seconds_total"] = round(time.perf_counter() - t_start, 2)
+    atomic_write_json(work / "metrics.json", metrics)
+    (work / CHECKPOINT).unlink(missing_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return metrics
+
+
+def summary_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The short table `legato unlearn`/`legato demo` print."""
+    def fmt(key):
+        v = metrics.get(key)
+        if v is None:
+            return "—"
+        ci = metrics.get(f"{key}_ci95")
+        s = f"{v:.3f}" if isinstance(v, float) else str(v)
+        return s + (f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    return [
+        ("method", str(metrics.get("method"))),
+        ("id_target (↓)", fmt("id_target")),
+        ("id_others (↓)", fmt("id_others")),
+        ("id_preservation (↑)", fmt("id_preservation")),
+        ("fid_pre (↓)", fmt("fid_pre")),
+        ("delta_fid_real (↓)", fmt("delta_fid_real")),
+        ("threshold", fmt("threshold")),
+        ("trainable / base params", f"{metrics.get('trainable_params'):,} / {metrics.get('base_params'):,}"),
+        ("training seconds", fmt("seconds")),
+        ("perceptual loss", str(metrics.get("perceptual_backend"))),
+    ]
+
+

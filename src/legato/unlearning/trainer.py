@@ -1,0 +1,208 @@
+"""The training loop shared by every method: losses, logging, collapse curve, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from legato.errors import TrainingError
+from legato.files import atomic_write_bytes
+from legato.unlearning.config import UnlearnConfig
+from legato.unlearning.losses import identity_loss
+from legato.unlearning.methods import Trainable
+from legato.unlearning.targets import adjacent_offsets
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    seconds_to_forget: float | None  # wall time until the quick id_target first fell below the threshold
+    step_to_forget: int | None
+    final_losses: dict
+
+
+def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torch.Generator, elapsed: float,
+                     forget: tuple) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({
+        "step": step,
+        "trainable": trainable.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "elapsed": elapsed,
+        "forget": list(forget),
+    }, buf)
+    atomic_write_bytes(work / CHECKPOINT, buf.getvalue())
+
+
+def _load_checkpoint(work: Path):
+    path = work / CHECKPOINT
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
+
+
+def _local_terms(pair, sl: slice, w, perceptual, identity_model) -> torch.Tensor:
+    """Perceptual + identity + feature-MSE between the unlearned and source outputs of rows `sl`."""
+    img_u, img_s, feat_u, feat_s = pair
+    t = w.perceptual * perceptual(img_u[sl], img_s[sl])
+    if w.identity:
+        t = t + w.identity * identity_loss(identity_model, img_u[sl], img_s[sl])
+    if feat_u is not None:
+        t = t + w.feature * F.mse_loss(feat_u[sl], feat_s[sl])
+    return t
+
+
+def train(
+    source,
+    trainable: Trainable,
+    ws_u: torch.Tensor,
+    ws_t: torch.Tensor,
+    config: UnlearnConfig,
+    *,
+    identity_model,
+    perceptual,
+    threshold: float | None = None,
+    alpha_max: float,
+    work: Path,
+    resume: bool = False,
+    progress: bool = True,
+    quick_scores=None,
+) -> TrainResult:
+    """Train `trainable` so that the unlearned generator at `ws_u` looks like the source at `ws_t`.
+
+    `quick_scores(unlearned) -> dict(id_target, id_preservation)` is called every `eval_every` steps for
+    the collapse curve. Checkpoints go to `work/checkpoint.pt`, logs to `work/log.jsonl`.
+    """
+    unlearned = trainable.unlearned
+    w = config.weights
+    opt = torch.optim.Adam(trainable.params, lr=config.lr)
+    rng = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    start, elapsed_before = 0, 0.0
+    forget_step, forget_seconds = None, None
+    log_path = work / LOG
+    if resume:
+        ckpt = _load_checkpoint(work)
+        if ckpt is not None:
+            trainable.load_state_dict(ckpt["trainable"])
+            opt.load_state_dict(ckpt["optimizer"])
+            rng.set_state(ckpt["rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed"])
+            forget_step, forget_seconds = ckpt["forget"] if ckpt["forget"] else (None, None)
+            _truncate_log(log_path, start)
+    elif log_path.exists():
+        log_path.unlink()
+    device = ws_u.device
+    local_only = config.method == "baseline"
+    n_adj = 0 if local_only else config.n_adjacent
+    n_glob = 0 if local_only else config.n_global
+    views = source.views(11).to(device)
+
+    t0 = time.perf_counter()
+    losses: dict = {}
+    step = completed = start
+    rng_at_start = rng.get_state()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+        bar.start()
+        task = bar.add_task(f"unlearning ({config.method})", total=config.iterations, completed=start, info="")
+    log_file = open(log_path, "a")  # noqa: SIM115 (kept open for the whole loop)
+    try:
+        for step in range(start + 1, config.iterations + 1):
+            rng_at_start = rng.get_state()
+            c = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
+            k = n_adj + n_glob
+            if k:
+                z = torch.randn(k, source.z_dim, generator=rng).to(device)
+                with torch.no_grad():
+                    ws_r = source.mapping(z)
+                delta = adjacent_offsets(ws_u, ws_r[:n_adj], alpha_max, rng) if n_adj else ws_r[:0]
+                inp_u = torch.cat([ws_u, ws_u + delta, ws_r[n_adj:]])
+                inp_s = torch.cat([ws_t, ws_t + delta, ws_r[n_adj:]])
+            else:
+                inp_u, inp_s = ws_u, ws_t
+            cams = c.expand(inp_u.shape[0], -1)
+            n_loc = 1 + n_adj
+            img_u = unlearned.synthesis(inp_u, cams)
+            feat_u = unlearned.features(inp_u[:n_loc], cams[:n_loc]) if w.feature else None
+            with torch.no_grad():
+                img_s = source.synthesis(inp_s, cams)
+                feat_s = source.features(inp_s[:n_loc], cams[:n_loc]) if w.feature else None
+
+            pair = (img_u, img_s, feat_u, feat_s)
+            loss_local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model)
+            loss_adj = _local_terms(pair, slice(1, n_loc), w, perceptual, identity_model) if n_adj else \
+                img_u.new_zeros(())
+            loss_glob = perceptual(img_u[n_loc:], img_s[n_loc:]) if n_glob else img_u.new_zeros(())
+            loss_traj = trainable.trajectory_loss(loss_local)
+            total = w.local * loss_local + w.adjacency * loss_adj + w.global_ * loss_glob + w.trajectory * loss_traj
+            if not math.isfinite(total.item()):
+                raise TrainingError(
+                    f"the loss became {total.item()} at step {step}; lower --lr (now {config.lr}) and rerun "
+                    f"with --resume to continue from the last checkpoint"
+                )
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            completed = step
+            losses = {"total": total.item(), "local": loss_local.item(), "adjacency": loss_adj.item(),
+                      "global": loss_glob.item(), "trajectory": loss_traj.item()}
+            record = None
+            if step % config.log_every == 0 or step == config.iterations:
+                record = {"step": step, "seconds": round(elapsed(), 3), **{k: round(v, 6) for k, v in losses.items()}}
+            if quick_scores is not None and (step % config.eval_every == 0 or step == config.iterations):
+                with torch.no_grad():
+                    scores = quick_scores(unlearned)
+                record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}), **scores}
+                if forget_step is None and threshold is not None and scores["id_target"] < threshold:
+                    forget_step, forget_seconds = step, elapsed()
+            if record is not None:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if step % config.checkpoint_every == 0:
+                _save_checkpoint(work, step, trainable, opt, rng, elapsed(), (forget_step, forget_seconds)
+                                 if forget_step is not None else ())
+            if bar is not None:
+                bar.update(task, completed=step, info=f"loss {losses['total']:.4f} (local {losses['local']:.4f})")
+    except KeyboardInterrupt:
+        # keep exactly the completed steps: the RNG goes back to the start of an unfinished step
+        if completed < step:
+            rng.set_state(rng_at_start)
+        _save_checkpoint(work, completed, trainable, opt, rng, elapsed(),
+                         (forget_step, forget_seconds) if forget_step is not None else ())
+        raise
+    finally:
+        log_file.close()
+        if bar is not None:
+            bar.stop()
+    return TrainResult(config.iterations, elapsed(), forget_seconds, forget_step, losses)

@@ -61,7 +61,7 @@ class Trainable:
         atomic_write_json(directory / "finetune_config.json", {"method": self.method, "metadata": metadata})
 
 
-def build(generator: nn.Module, config: UnlearnConfig) -> Trainable:
+def build(generator: nn.Module, config: UnlearnConfig, adapter_name: str = ADAPTER_SET_NAME) -> Trainable:
     """Make the model to train for `config.method`. For adapter methods `generator` itself gets the
     adapters (the caller keeps a frozen copy as the source); full fine-tuning trains a deep copy."""
     if config.method in ("legato", "residual"):
@@ -70,7 +70,7 @@ def build(generator: nn.Module, config: UnlearnConfig) -> Trainable:
                             step_size=config.step_size, method=config.solver)
         else:  # one Euler step of length 1 is exactly x + f(x)
             settings = dict(hidden=config.hidden, field=config.field, t_end=1.0, step_size=1.0, method="euler")
-        adapter_set = attach(generator, generator.adapter_sites(), name=ADAPTER_SET_NAME, **settings)
+        adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
         named = {f"{site}::{n}": p for site in adapter_set.sites
                  for n, p in adapter_set.adapter(site).named_parameters()}
         return Trainable(config.method, generator, list(named.values()), adapter_set,

@@ -57,6 +57,8 @@ def unlearn(
     report: bool = True,
     generator_spec: str = "synthfaces",
     identity_model: str | None = None,
+    source=None,
+    adapter_name: str = "forget",
 ) -> dict:
     """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
 
@@ -78,7 +80,9 @@ def unlearn(
     torch.manual_seed(config.seed)
     t_start = time.perf_counter()
 
-    source = _freeze(copy.deepcopy(generator))
+    # The source is the frozen original. When forgetting several people one after another, pass the pristine
+    # base as `source` (a deep copy of a model that already carries adapters would share their hooks).
+    source = _freeze(copy.deepcopy(generator)) if source is None else _freeze(source)
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
         identity, source, target_index=target_index, seed=config.seed, refine_steps=refine_steps)
     ws_u = ident.ws.detach()
@@ -100,7 +104,7 @@ def unlearn(
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
     loss_identity_model = identity_model if getattr(identity_model, "differentiable", True) else None
     perceptual = make_perceptual(config.perceptual, loss_identity_model)
-    trainable = build(_freeze(generator), config)
+    trainable = build(_freeze(generator), config, adapter_name=adapter_name)
 
     from legato.evaluation.metrics import evaluate, quick_scores
 

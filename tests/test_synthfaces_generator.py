@@ -54,7 +54,7 @@ def test_weights_round_trip_and_bad_files(tmp_path):
     save_generator(g, tmp_path / "g.safetensors", recipe={"steps": 1})
     back = load_generator(path=tmp_path / "g.safetensors")
     z = torch.randn(2, P.Z_DIM)
-    assert torch.equal(back(z, back.views(2)), g(z, g.views(2)))
+    assert torch.allclose(back(z, back.views(2)), g(z, g.views(2)), atol=2e-2)  # stored as float16
     with pytest.raises(CheckpointError, match="missing"):
         load_generator(path=tmp_path / "none.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)

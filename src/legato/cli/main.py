@@ -18,6 +18,12 @@ from legato.errors import LegatoError
 COMMAND_MODULES = [
     "legato.cli.adapters",
     "legato.cli.unlearn",
+    "legato.cli.flow",
+    "legato.cli.identity",
+    "legato.cli.synthfaces",
+    "legato.cli.generate",
+    "legato.cli.evaluate",
+    "legato.cli.sweep",
 ]
 
 app = typer.Typer(

@@ -42,6 +42,10 @@ class Generator(nn.Module, ABC):
     def features(self, ws: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """The intermediate representation the feature-MSE loss compares (EG3D: tri-planes)."""
 
+    def synthesis_with_features(self, ws: torch.Tensor, c: torch.Tensor | None = None):
+        """(images, features) — backends override this to get both from one pass."""
+        return self.synthesis(ws, c), self.features(ws, c)
+
     @abstractmethod
     def adapter_sites(self) -> list[str]:
         """Names (from `self.named_modules()`) of the modules after whose output an adapter goes."""

@@ -115,6 +115,9 @@ class ToyGenerator(Generator):
     def features(self, ws, c=None):
         return self._run(ws, c)[1]
 
+    def synthesis_with_features(self, ws, c=None):
+        return self._run(ws, c)
+
     def adapter_sites(self) -> list[str]:
         return ["synthesis_network.b8.conv1", "synthesis_network.b16.conv1"]
 

@@ -1,1 +1,30 @@
-"""legato.identity"""
+"""legato.identity: face-recognition networks that judge and drive forgetting, and face alignment.
+
+- `load(spec)` → an `IdentityModel` (`dlib`, `arcface:PATH`, `curricularface:PATH`, `synthfaces`)
+- `IdentityModel.embed(images)`, `.embed_photos(paths)`, `.same_person(a, b)`, `.threshold`
+- `align_ffhq(images)`: differentiable alignment of generator outputs to the ArcFace crop
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "IdentityModel": "legato.identity.base",
+    "load": "legato.identity.registry",
+    "REGISTRY": "legato.identity.registry",
+    "DlibModel": "legato.identity.dlib_model",
+    "IRSE50Model": "legato.identity.arcface",
+    "IR101Model": "legato.identity.arcface",
+    "align_ffhq": "legato.identity.align",
+    "align_points": "legato.identity.align",
+    "similarity_transform": "legato.identity.align",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'legato.identity' has no attribute {name!r}")

@@ -218,7 +218,9 @@ def save_generator(generator: SynthFacesGenerator, path: str | Path, recipe: dic
     from safetensors.torch import save_file
 
     meta = {"config": json.dumps(asdict(generator.config)), "recipe": json.dumps(recipe or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    # stored in float16 to keep the shipped file small (about half the bytes); loaded back as float32
+    tensors = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in generator.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -243,7 +245,7 @@ def load_generator(device: str | torch.device = "cpu", path: str | Path | None =
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
         cfg_dict = json.loads(meta.get("config", "{}"))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"SynthFaces generator weights {path} are unreadable ({e}); {hint}") from e

@@ -101,7 +101,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             if step % 25 == 0:
                 rec = {"step": step, "loss": round(ema, 5), "lr": opt.param_groups[0]["lr"],
-                       "seconds": round(elapsed(), 1), "images_per_s": round(step * batch_size / max(elapsed(), 1e-6), 1)}
+                       "seconds": round(elapsed(), 1),
+                       "images_per_s": round(step * batch_size / max(elapsed(), 1e-6), 1)}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 if progress:
@@ -124,4 +125,4 @@ if __name__ == "__main__":
 
     out = sys.argv[1]
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else None
-    print(train(out, seconds=secs, threads=2))
+    print(train(out, seconds=secs, threads=int(sys.argv[3]) if len(sys.argv) > 3 else 1))

@@ -62,6 +62,16 @@ def _truncate_log(path: Path, last_step: int) -> None:
     atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 
+def _render(gen, ws, cams, n_loc: int, want_features: bool):
+    """Images of all rows and features of the first `n_loc` rows, in one pass when the backend can."""
+    if not want_features:
+        return gen.synthesis(ws, cams), None
+    if hasattr(gen, "synthesis_with_features"):
+        img, feats = gen.synthesis_with_features(ws, cams)
+        return img, feats[:n_loc]
+    return gen.synthesis(ws, cams), gen.features(ws[:n_loc], cams[:n_loc])
+
+
 def _local_terms(pair, sl: slice, w, perceptual, identity_model) -> torch.Tensor:
     """Perceptual + identity + feature-MSE between the unlearned and source outputs of rows `sl`."""
     img_u, img_s, feat_u, feat_s = pair
@@ -153,11 +163,9 @@ def train(
                 inp_u, inp_s = ws_u, ws_t
             cams = c.expand(inp_u.shape[0], -1)
             n_loc = 1 + n_adj
-            img_u = unlearned.synthesis(inp_u, cams)
-            feat_u = unlearned.features(inp_u[:n_loc], cams[:n_loc]) if w.feature else None
+            img_u, feat_u = _render(unlearned, inp_u, cams, n_loc, bool(w.feature))
             with torch.no_grad():
-                img_s = source.synthesis(inp_s, cams)
-                feat_s = source.features(inp_s[:n_loc], cams[:n_loc]) if w.feature else None
+                img_s, feat_s = _render(source, inp_s, cams, n_loc, bool(w.feature))
 
             pair = (img_u, img_s, feat_u, feat_s)
             loss_local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model)

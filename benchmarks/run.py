@@ -1,0 +1,298 @@
+"""The benchmark: LEGATO against the baselines on SynthFaces, side by side, in one run.
+
+    .venv/bin/python benchmarks/run.py --quick     # make bench
+    .venv/bin/python benchmarks/run.py --full      # make bench-full
+
+Writes `benchmarks/results/<mode>/`: `runs.csv` (one row per run), `table.md` (mean ± 95% interval per
+scenario and method), `collapse.png`, `many_identities.png`, `controllability.png`, `ablations.md`, and
+`summary.json`. Every number is measured in this one process, on this machine, so ratios between methods
+are meaningful even where absolute times are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+METHODS = ("legato", "guide", "residual", "baseline")
+SCENARIOS = {
+    "random": lambda i: f"seed:{100 + i}",
+    "in-domain": lambda i: f"person:{1_000_100 + i}",
+    "out-of-domain": lambda i: f"ood-person:{1_000_200 + i}",
+}
+MODES = {
+    # identities per scenario, iterations, collapse steps, many-identities count, eval sizes
+    "quick": dict(identities=2, iterations=300, collapse=900, many=4, n_random=32, n_fid=256, ablate_ids=1),
+    "full": dict(identities=10, iterations=1000, collapse=3000, many=20, n_random=100, n_fid=1000, ablate_ids=3),
+}
+METRICS = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of a t-based 95% interval."""
+    from scipy import stats
+
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, float("nan")
+    return m, stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False, **overrides) -> dict:
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.run import unlearn
+
+    cfg = UnlearnConfig(method=method, iterations=mode["iterations"], eval_every=50, **overrides)
+    t0 = time.perf_counter()
+    metrics = unlearn(load_generator(), spec, out, cfg, overwrite=True, n_random=mode["n_random"],
+                      n_fid=mode["n_fid"], progress=False, report=report)
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    return metrics
+
+
+def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
+    for scenario, spec_of in SCENARIOS.items():
+        for i in range(mode["identities"]):
+            for method in METHODS:
+                spec = spec_of(i)
+                run_dir = out / "runs" / f"{scenario}-{i}-{method}"
+                m = run_one(spec, method, run_dir, mode, report=(method == "legato"))
+                row = {"scenario": scenario, "identity": spec, "method": method,
+                       **{k: m.get(k) for k in METRICS}, "trainable_params": m["trainable_params"],
+                       "seconds": m["seconds"], "seconds_to_forget": m.get("seconds_to_forget"),
+                       "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
+                       "sweep_spearman": m.get("sweep_spearman_id_target")}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+
+def write_table(rows: list[dict], out: Path) -> str:
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["| scenario | method | id_target ↓ | id_others ↓ | id_preservation ↑ | fid_pre ↓ | ΔFID_real ↓ "
+             "| trainable params | train s | s to forget | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(vals):
+        m, h = ci95(vals)
+        if math.isnan(m):
+            return "—"
+        return f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}")
+
+    for scenario in SCENARIOS:
+        for method in METHODS:
+            sel = [r for r in rows if r["scenario"] == scenario and r["method"] == method]
+            if not sel:
+                continue
+            forgot = [r["seconds_to_forget"] for r in sel if r["seconds_to_forget"] is not None]
+            lines.append(
+                f"| {scenario} | {method} | " + " | ".join(fmt([r[k] for r in sel]) for k in METRICS)
+                + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f}"
+                + f" | {statistics.fmean(forgot):.0f} ({len(forgot)}/{len(sel)})" if forgot else
+                f"| {scenario} | {method} | " + " | ".join(fmt([r[k] for r in sel]) for k in METRICS)
+                + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f} | never"
+            )
+            lines[-1] += f" | {max(r['peak_rss_mb'] for r in sel):.0f} |"
+    table = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(table)
+    return table
+
+
+def collapse(mode: dict, out: Path) -> dict:
+    """id_preservation (and id_target) every 100 steps up to 3× the budget, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for method in METHODS:
+        cfg_mode = {**mode, "iterations": mode["collapse"]}
+        d = out / "collapse" / method
+        run_one(SCENARIOS["in-domain"](0), method, d, cfg_mode)
+        log = [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()]
+        curves[method] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, pts in curves.items():
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=method)
+        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], label=method)
+    axes[0].set(title="id_preservation (↑) during training", xlabel="step")
+    axes[1].set(title="id_target (↓) during training", xlabel="step")
+    axes[0].axvline(mode["iterations"], color="grey", ls=":")
+    axes[1].axvline(mode["iterations"], color="grey", ls=":")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "collapse.png", dpi=110)
+    plt.close(fig)
+    return curves
+
+
+def many_identities(mode: dict, out: Path) -> dict:
+    """Forget N people one after another: legato as stacked named adapter sets, guide as cumulative tuning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from legato.evaluation.metrics import evaluate
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.run import unlearn
+
+    results = {}
+    for method in ("legato", "guide"):
+        base = load_generator()
+        current = load_generator()
+        pts = []
+        for k in range(mode["many"]):
+            cfg = UnlearnConfig(method=method, iterations=mode["iterations"], eval_every=10_000)
+            d = out / "many" / f"{method}-{k}"
+            unlearn(current, SCENARIOS["random"](50 + k), d, cfg, overwrite=True, n_random=8, n_fid=64,
+                    progress=False, report=False, source=base, adapter_name=f"person{k}")
+            if method == "guide":  # continue from the fine-tuned weights
+                from safetensors.torch import load_file
+
+                state = load_file(str(d / "adapter" / "finetuned_weights.safetensors"))
+                current.load_state_dict(state, strict=False)
+            target = load_file_ws(d)
+            m = evaluate(base, current, target, None, n_random=mode["n_random"], n_fid=mode["n_fid"],
+                         progress=False)
+            pts.append((k + 1, m["id_preservation"], m["fid_pre"]))
+            print(json.dumps({"many": method, "forgotten": k + 1, "id_preservation": m["id_preservation"],
+                              "fid_pre": m["fid_pre"]}), flush=True)
+        results[method] = pts
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, pts in results.items():
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=method)
+    axes[0].set(title="id_preservation (↑)", xlabel="identities forgotten")
+    axes[1].set(title="fid_pre (↓)", xlabel="identities forgotten")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "many_identities.png", dpi=110)
+    plt.close(fig)
+    return results
+
+
+def load_file_ws(run_dir: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "adapter" / "target_ws.safetensors"))["ws"]
+
+
+def controllability(out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweeps = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*-legato/sweep.json"))]
+    if not sweeps:
+        return {}
+    fig, ax = plt.subplots(figsize=(5, 4))
+    curves = []
+    for s in sweeps:
+        xs = [p["strength"] for p in s["points"]]
+        ys = [p["id_target"] for p in s["points"]]
+        curves.append(ys)
+        ax.plot(xs, ys, color="tab:blue", alpha=0.25)
+    mean = [statistics.fmean(c[i] for c in curves) for i in range(len(curves[0]))]
+    ax.plot(xs, mean, color="tab:blue", lw=2.5, label=f"mean of {len(curves)} identities")
+    ax.set(xlabel="strength", ylabel="id_target (↓)", title="Controllability: forgetting vs strength")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "controllability.png", dpi=110)
+    plt.close(fig)
+    return {"identities": len(curves), "mean": mean,
+            "spearman": [s.get("spearman") for s in sweeps]}
+
+
+def ablations(mode: dict, out: Path) -> str:
+    variants = {
+        "default (T=1.6, h=0.4, hidden 256, trajectory on)": {},
+        "trajectory off": {"weights": "no-trajectory"},
+        "trajectory single block (reference code)": {"trajectory_single_block": True},
+        "step 0.2": {"step_size": 0.2},
+        "step 0.8": {"step_size": 0.8},
+        "t_end 0.8": {"t_end": 0.8},
+        "t_end 3.2": {"t_end": 3.2},
+        "hidden 64": {"hidden": 64},
+    }
+    from legato.unlearning.config import LossWeights
+
+    lines = ["| variant | id_target ↓ | id_others ↓ | id_preservation ↑ | fid_pre ↓ | trainable params |",
+             "|---|---|---|---|---|---|"]
+    for name, ov in variants.items():
+        ov = dict(ov)
+        if ov.get("weights") == "no-trajectory":
+            ov["weights"] = LossWeights(trajectory=0.0)
+        ms = [run_one(SCENARIOS["in-domain"](i), "legato", out / "ablations" / f"{len(lines)}-{i}", mode, **ov)
+              for i in range(mode["ablate_ids"])]
+        cells = []
+        for k in ("id_target", "id_others", "id_preservation", "fid_pre"):
+            m, h = ci95([x.get(k) for x in ms])
+            cells.append(f"{m:.3f}" + ("" if math.isnan(h) else f" ± {h:.3f}"))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ms[0]['trainable_params']:,} |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    (out / "ablations.md").write_text(text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the quick version (default)")
+    ap.add_argument("--full", action="store_true", help="the full version")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="run only these parts: table collapse many controllability ablations")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    name = "full" if args.full else "quick"
+    mode = MODES[name]
+    out = args.out or ROOT / "results" / name
+    out.mkdir(parents=True, exist_ok=True)
+    parts = args.only or ["table", "controllability", "collapse", "many", "ablations"]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    summary = {"mode": name, "settings": mode, "machine": {"python": platform.python_version(),
+               "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "platform": platform.platform()},
+               "command": "python " + " ".join(sys.argv)}
+    t0 = time.perf_counter()
+    if "table" in parts:
+        rows: list[dict] = []
+        main_table(mode, out, rows)
+        summary["table"] = write_table(rows, out)
+        print(summary["table"])
+    if "controllability" in parts:
+        summary["controllability"] = controllability(out)
+    if "collapse" in parts:
+        summary["collapse"] = collapse(mode, out)
+    if "many" in parts:
+        summary["many_identities"] = many_identities(mode, out)
+    if "ablations" in parts:
+        summary["ablations"] = ablations(mode, out)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    shutil.rmtree(out / "many", ignore_errors=True)  # bulky intermediate runs
+    print(f"wrote {out} in {summary['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

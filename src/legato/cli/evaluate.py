@@ -1,0 +1,165 @@
+"""`legato evaluate` — the forgetting metrics of a finished run, as JSON; and the loaders the
+`generate` and `sweep` commands share (generator + adapter folder → source and unlearned generators)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+TARGET_FILE = "target_ws.safetensors"  # written by `legato unlearn` into the adapter folder
+FINETUNED_FILE = "finetuned_weights.safetensors"  # full fine-tuning (GUIDE) leaves this instead of adapters
+
+
+@dataclass
+class Pair:
+    source: object  # the frozen base Generator
+    unlearned: object  # the base with adapters attached, or a fine-tuned copy
+    adapter_set: object | None  # the AdapterSet when the folder is an adapter bundle
+
+
+def _freeze(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_pair(generator_spec: str, adapter_dir: Path | None, strength: float | None = None) -> Pair:
+    """The source generator and its unlearned counterpart read from `adapter_dir` (None: both the base)."""
+    import torch
+
+    from legato.errors import CheckpointError, InputError
+    from legato.generators import load
+
+    generator = _freeze(load(generator_spec))
+    source = _freeze(copy.deepcopy(generator))  # copied before any adapter is attached
+    if adapter_dir is None:
+        if strength is not None:
+            raise InputError("--strength needs --adapter")
+        return Pair(source, generator, None)
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise InputError(f"adapter folder {adapter_dir} does not exist")
+    if (adapter_dir / FINETUNED_FILE).is_file():
+        if strength is not None and strength != 1.0:
+            raise InputError(f"{adapter_dir} holds fully fine-tuned weights, which have no strength dial")
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(adapter_dir / FINETUNED_FILE))
+        except Exception as e:
+            raise CheckpointError(f"cannot read {adapter_dir / FINETUNED_FILE}: {e}") from e
+        params = dict(generator.named_parameters())
+        for name, t in tensors.items():
+            if name not in params or params[name].shape != t.shape:
+                raise CheckpointError(f"{adapter_dir / FINETUNED_FILE}: tensor {name!r} does not fit generator "
+                                      f"{generator_spec!r}; load the generator it was trained from")
+            with torch.no_grad():
+                params[name].copy_(t)
+        return Pair(source, generator, None)
+    from legato.ode import AdapterSet
+
+    adapter_set = AdapterSet.load(adapter_dir, generator)
+    if strength is not None:
+        adapter_set.strength = strength
+    return Pair(source, generator, adapter_set)
+
+
+def load_target(adapter_dir: Path | None, identity: str | None, generator, target_index: int = 0,
+                seed: int = 0):
+    """(target ws, held-out ws or None, description) from `--identity` or the run's stored latent."""
+    if identity is not None:
+        from legato.inversion.sources import resolve_identity
+
+        ident = resolve_identity(identity, generator, target_index=target_index, seed=seed)
+        return ident.ws, ident.held_out_ws, ident.description
+    from legato.errors import CheckpointError, InputError
+
+    path = None if adapter_dir is None else Path(adapter_dir) / TARGET_FILE
+    if path is None or not path.is_file():
+        raise InputError(f"no --identity given and no {TARGET_FILE} in the adapter folder; "
+                         "give --identity seed:N | PHOTO | FOLDER | latent:FILE | person:N")
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    if "ws" not in tensors:
+        raise CheckpointError(f"{path} has no tensor 'ws' (has {sorted(tensors)})")
+    device = generator.w_avg.device
+    held = tensors.get("held_out_ws")
+    return tensors["ws"].float().to(device), None if held is None else held.float().to(device), \
+        f"the identity stored in {path}"
+
+
+def load_identity_model(spec: str | None, source):
+    if spec is None:
+        return None
+    from legato.identity import load
+
+    return _freeze(load(spec))
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("metric", "value", "95% interval", "n"):
+        table.add_column(col)
+    for key in ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real"):
+        if key not in metrics:
+            continue
+        v, ci = metrics.get(key), metrics.get(f"{key}_ci95")
+        table.add_row(key, "—" if v is None else f"{v:.4f}", "" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]",
+                      str(metrics.get(f"{key}_n", "")))
+    Console(stderr=True).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate_cmd(
+        adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Metrics JSON to write."),
+        generator: str = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl"),
+        identity: str = typer.Option(None, "--identity", "-i",
+                                     help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: the "
+                                          "identity stored with the run."),
+        target_index: int = typer.Option(0, help="Which photo of a folder was forgotten; the others are held out."),
+        strength: float = typer.Option(None, help="Adapter strength in [0, 1]; default: the bundle's own."),
+        identity_model: str = typer.Option(None, "--identity-model",
+                                           help="dlib | arcface:PATH | curricularface:PATH | synthfaces; "
+                                                "default: the generator's own."),
+        inception: Path = typer.Option(None, "--inception",
+                                       help="pytorch-fid / torch-fidelity Inception weights for FID features; "
+                                            "default: the identity model's features."),
+        n_views: int = typer.Option(11, help="Evaluation views per latent (reference: 11)."),
+        n_random: int = typer.Option(100, help="Random latents for id_preservation."),
+        n_fid: int = typer.Option(1000, help="Samples per FID (0: skip FID)."),
+        batch_size: int = typer.Option(32, help="Images per forward pass."),
+        seed: int = typer.Option(0, help="Random seed."),
+    ) -> None:
+        """Measure id_target, id_others, id_preservation, fid_pre and delta_fid_real of a run."""
+        import torch
+
+        from legato.evaluation.metrics import evaluate
+        from legato.files import atomic_write_json
+
+        torch.manual_seed(seed)
+        pair = load_pair(generator, adapter, strength)
+        ws, held, description = load_target(adapter, identity, pair.source, target_index, seed)
+        metrics = evaluate(pair.source, pair.unlearned, ws, held,
+                           identity_model=load_identity_model(identity_model, pair.source), n_views=n_views,
+                           n_random=n_random, n_fid=n_fid, fid_features=inception, seed=seed,
+                           batch_size=batch_size, progress=True)
+        metrics = {**metrics, "generator": generator, "adapter": str(adapter), "identity": description,
+                   "strength": None if pair.adapter_set is None else pair.adapter_set.strength}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, metrics)
+        print_metrics(metrics, f"legato evaluate: {description}")
+        typer.echo(json.dumps({k: metrics[k] for k in ("id_target", "id_preservation", "fid_pre")}))

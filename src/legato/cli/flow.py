@@ -1,0 +1,201 @@
+"""`legato flow train | sample | unlearn | table` — the class-conditional flow on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _load_model(weights: str | None, adapter: str | None, strength: float):
+    from legato.errors import InputError
+    from legato.flows.weights import load_flow, load_state
+
+    model = load_flow(weights)
+    if adapter is None:
+        return model
+    path = Path(adapter)
+    if (path / "adapter_config.json").is_file():
+        from legato.ode import AdapterSet
+
+        adapters = AdapterSet.load(path, model)
+        adapters.strength = strength
+        return model
+    if (path / "model.safetensors").is_file():  # a fine-tuned UNet
+        if strength != 1.0:
+            raise InputError("--strength applies to adapter bundles; a fine-tuned model has no strength")
+        return load_state(model, path / "model.safetensors").eval()
+    raise InputError(f"{path} holds neither an adapter bundle nor a fine-tuned model.safetensors")
+
+
+def register(app: typer.Typer) -> None:
+    flow_app = typer.Typer(
+        help="Class-conditional flow matching on scikit-learn's 8×8 digits.", no_args_is_help=True
+    )
+
+    @flow_app.command("train")
+    def train(
+        out: Path = typer.Option(
+            ..., "--out", "-o", help="Folder for digits_flow.safetensors and digits_classifier.safetensors."
+        ),
+        only: str = typer.Option("both", help="both | flow | classifier"),
+        steps: int = typer.Option(2400, help="Flow training steps (shipped weights: 2,400)."),
+        seed: int = typer.Option(0, help="Random seed."),
+        work_dir: Path = typer.Option(
+            None,
+            help="Checkpoint and log folder (default OUT/digits_flow.work); "
+            "an existing checkpoint there is resumed.",
+        ),
+    ) -> None:
+        """Train the evaluation classifier and the flow UNet by the project's recipe."""
+        from dataclasses import asdict
+
+        import torch
+
+        from legato.errors import InputError
+        from legato.flows.classifier import ClassifierTrainConfig, train_classifier
+        from legato.flows.train import FlowTrainConfig, train_flow
+        from legato.flows.weights import save_weights
+
+        if only not in ("both", "flow", "classifier"):
+            raise InputError(f"--only must be both, flow or classifier (got {only!r})")
+        torch.set_num_threads(1)
+        out.mkdir(parents=True, exist_ok=True)
+        if only in ("both", "classifier"):
+            model, summary = train_classifier(ClassifierTrainConfig(seed=seed))
+            save_weights(
+                model,
+                out / "digits_classifier.safetensors",
+                "digits-classifier",
+                asdict(model.config),
+                extra=summary,
+            )
+            typer.echo(
+                f"classifier: held-out accuracy {100 * summary['held_out_accuracy']:.1f}% "
+                f"({summary['wall_s']:.0f} s)"
+            )
+        if only in ("both", "flow"):
+            summary = train_flow(
+                out / "digits_flow.safetensors",
+                FlowTrainConfig(steps=steps, seed=seed),
+                work_dir=work_dir or out / "digits_flow.work",
+            )
+            typer.echo(
+                f"flow: {summary['steps']} steps, final loss {summary['final_loss']:.4f} "
+                f"({summary['wall_s']:.0f} s)"
+            )
+
+    @flow_app.command("sample")
+    def sample_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="PNG grid to write (one row per class)."),
+        per_class: int = typer.Option(10, help="Samples per class in the grid."),
+        classes: str = typer.Option("0,1,2,3,4,5,6,7,8,9", help="Comma-separated classes, one row each."),
+        seed: int = typer.Option(0, help="Random seed."),
+        steps: int = typer.Option(10, help="Solver steps."),
+        solver: str = typer.Option("midpoint", help="euler | midpoint | rk4 | dopri5"),
+        guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1: none)."),
+        weights: str = typer.Option(None, help="Flow weights (default: the shipped ones)."),
+        adapter: str = typer.Option(None, help="An unlearning run's adapter/ folder to apply."),
+        strength: float = typer.Option(1.0, help="Adapter strength in [0, 1]."),
+        evaluate: int = typer.Option(
+            0, help="Also sample N per class and print the classifier's per-class accuracy as JSON."
+        ),
+        classifier: str = typer.Option(None, help="Classifier weights for --evaluate (default: shipped)."),
+    ) -> None:
+        """Sample a grid from the flow (optionally with unlearning adapters) and optionally score it."""
+        import torch
+
+        from legato.errors import InputError
+        from legato.files import atomic_write_bytes
+        from legato.flows.data import check_class
+        from legato.flows.report import grid_image, png_bytes
+        from legato.flows.sampling import SamplerConfig, class_labels, sample
+
+        torch.set_num_threads(1)
+        try:
+            rows = [check_class(int(c)) for c in classes.split(",") if c.strip()]
+        except ValueError as e:
+            raise InputError(f"--classes must be comma-separated integers 0..9 (got {classes!r})") from e
+        if per_class < 1:
+            raise InputError("--per-class must be at least 1")
+        model = _load_model(weights, adapter, strength)
+        scfg = SamplerConfig(method=solver, steps=steps, guidance=guidance)
+        labels = class_labels(per_class, rows)
+        images = sample(model, labels, seed=seed, config=scfg)
+        atomic_write_bytes(out, png_bytes(grid_image([images[labels == c] for c in rows])))
+        typer.echo(f"wrote {out}")
+        if evaluate > 0:
+            from legato.flows.metrics import flow_quality
+            from legato.flows.weights import load_classifier
+
+            q = flow_quality(model, load_classifier(classifier), per_class=evaluate, seed=seed, sampler=scfg)
+            q.pop("images"), q.pop("labels")
+            typer.echo(json.dumps(q, indent=2))
+
+    @flow_app.command("unlearn")
+    def unlearn_cmd(
+        forget_class: int = typer.Option(..., "--forget-class", help="The digit class (0–9) to forget."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (replaced if it exists)."),
+        method: str = typer.Option(
+            "legato", help="legato (Neural-ODE adapters) | finetune (all UNet weights)."
+        ),
+        steps: int = typer.Option(None, help="Training steps (default 300)."),
+        seed: int = typer.Option(0, help="Random seed."),
+        lr: float = typer.Option(None, help="Adam learning rate (default 1e-3 legato, 1e-4 finetune)."),
+        sites: str = typer.Option("mid", help="Comma-separated UNet modules to put adapters after."),
+        hidden: int = typer.Option(24, help="Adapter field hidden channels."),
+        lambda_trajectory: float = typer.Option(0.1, help="Trajectory-consistency weight."),
+        n_forget: int = typer.Option(100, help="Evaluation samples of the forgotten class per strength."),
+        n_retain: int = typer.Option(40, help="Evaluation samples per retained class per strength."),
+        weights: str = typer.Option(None, help="Flow weights (default: the shipped ones)."),
+        classifier: str = typer.Option(None, help="Classifier weights (default: the shipped ones)."),
+    ) -> None:
+        """Make the flow unable to generate one digit class; writes adapter/, metrics.json, report.html."""
+        import torch
+
+        from legato.flows.unlearn import run
+
+        torch.set_num_threads(1)
+        m = run(
+            out,
+            forget_class,
+            method=method,
+            seed=seed,
+            steps=steps,
+            lr=lr,
+            sites=tuple(s.strip() for s in sites.split(",") if s.strip()),
+            hidden=hidden,
+            lambda_trajectory=lambda_trajectory,
+            n_forget=n_forget,
+            n_retain=n_retain,
+            flow_weights=weights,
+            classifier_weights=classifier,
+        )
+        typer.echo(f"wrote {out}")
+        typer.echo(
+            f"forgotten class {forget_class}: {100 * m['teacher']['forget_acc']:.1f}% → "
+            f"{100 * m['unlearned']['forget_acc']:.1f}%; retained: {100 * m['teacher']['retain_acc']:.1f}%"
+            f" → {100 * m['unlearned']['retain_acc']:.1f}%; trained {100 * m['trained_fraction']:.2f}% "
+            f"of the UNet; sweep monotone: {m['sweep_monotone']}"
+        )
+        for name, ok in m["checks"].items():
+            typer.echo(f"  [{'ok' if ok else 'FAIL'}] {name}")
+
+    @flow_app.command("table")
+    def table_cmd(
+        runs: list[Path] = typer.Argument(..., help="Run folders (each with metrics.json)."),
+    ) -> None:
+        """Print a Markdown table comparing unlearning runs side by side."""
+        from legato.errors import InputError
+        from legato.flows.report import comparison_table
+
+        metrics = []
+        for r in runs:
+            p = r / "metrics.json"
+            if not p.is_file():
+                raise InputError(f"{r} has no metrics.json; pass folders written by `legato flow unlearn`")
+            metrics.append(json.loads(p.read_text()))
+        typer.echo(comparison_table(metrics), nl=False)
+
+    app.add_typer(flow_app, name="flow")

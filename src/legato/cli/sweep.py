@@ -1,0 +1,75 @@
+"""`legato sweep` — identity scores at adapter strengths 0 … 1: JSON, a plot and a fade strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def parse_strengths(text: str) -> list[float]:
+    """`"0:1:11"` (start:stop:count, both ends included) or `"0,0.5,1"` → strengths."""
+    import numpy as np
+
+    from legato.errors import InputError
+
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            n = int(count)
+            if n < 1:
+                raise ValueError
+            values = [round(float(v), 6) for v in np.linspace(float(start), float(stop), n)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise InputError(f"--strengths {text!r}: expected start:stop:count (0:1:11) or a list (0,0.5,1)") from e
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise InputError(f"--strengths {text!r}: every strength must lie in [0, 1]")
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sweep")
+    def sweep_cmd(
+        adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for sweep.json, sweep.png, fade_strip.png."),
+        generator: str = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl"),
+        identity: str = typer.Option(None, "--identity", "-i",
+                                     help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: the "
+                                          "identity stored with the run."),
+        target_index: int = typer.Option(0, help="Which photo of a folder was forgotten; the others are held out."),
+        strengths: str = typer.Option("0:1:11", help="start:stop:count or a comma list, within [0, 1]."),
+        identity_model: str = typer.Option(None, "--identity-model",
+                                           help="dlib | arcface:PATH | curricularface:PATH | synthfaces; "
+                                                "default: the generator's own."),
+        n_random: int = typer.Option(32, help="Random latents for id_preservation at each strength."),
+        n_views: int = typer.Option(11, help="Evaluation views per latent."),
+        seed: int = typer.Option(0, help="Random seed."),
+    ) -> None:
+        """Sweep the adapter strength and show the forgotten face fading out."""
+        import torch
+
+        from legato.cli.evaluate import load_identity_model, load_pair, load_target
+        from legato.errors import InputError
+        from legato.evaluation.sweep import run_sweep, save_fade_strip, save_sweep_plot
+        from legato.files import atomic_write_json
+
+        values = parse_strengths(strengths)
+        torch.manual_seed(seed)
+        pair = load_pair(generator, adapter)
+        if pair.adapter_set is None:
+            raise InputError(f"{adapter} holds fully fine-tuned weights, which have no strength to sweep")
+        ws, held, description = load_target(adapter, identity, pair.source, target_index, seed)
+        result = run_sweep(pair.source, pair.unlearned, pair.adapter_set, ws, held, values,
+                           identity_model=load_identity_model(identity_model, pair.source), n_random=n_random,
+                           n_views=n_views, seed=seed, progress=True)
+        result = {**result, "generator": generator, "adapter": str(adapter), "identity": description}
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "sweep.json", result)
+        save_sweep_plot(result, out / "sweep.png")
+        save_fade_strip(pair.unlearned, pair.adapter_set, ws, values, out / "fade_strip.png")
+        rho = result["spearman"]
+        typer.echo(f"wrote {out}/sweep.json, sweep.png, fade_strip.png; id_target "
+                   f"{result['points'][0]['id_target']:.3f} → {result['points'][-1]['id_target']:.3f}, "
+                   f"Spearman ρ = {'—' if rho is None else f'{rho:.3f}'}, monotone: {result['monotone']}")

@@ -1,0 +1,118 @@
+"""`legato synthfaces train|sample` — reproduce the shipped SynthFaces models, and look at the world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+TARGETS = ("identity", "inverter", "generator", "all")
+FILES = {
+    "identity": "identity.safetensors",
+    "generator": "generator.safetensors",
+    "inverter": "inverter.safetensors",
+}
+
+
+def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir: Path | None) -> dict:
+    import torch
+
+    torch.manual_seed(seed)
+    out_path = out_dir / FILES[target]
+    log_path = (log_dir / f"{target}.jsonl") if log_dir else None
+    if target == "identity":
+        from legato.synthfaces.train_identity import train
+    elif target == "inverter":
+        from legato.synthfaces.train_inverter import train
+    else:
+        try:
+            from legato.synthfaces.train_generator import train
+        except ImportError as e:
+            from legato.errors import InputError
+
+            raise InputError(f"the generator recipe is not available in this installation ({e})") from e
+    return train(out_path, seed=seed, steps=steps, log_path=log_path)
+
+
+def _generator_grid(seeds: list[int], n_views: int, seed: int):
+    import torch
+
+    from legato.synthfaces import load_generator
+    from legato.synthfaces.params import identity_from_seed, params_to_z, random_nuisance
+    from legato.synthfaces.world import grid_cameras, photo_generator
+
+    gen = load_generator()
+    cams = grid_cameras(n_views)
+    rows = []
+    with torch.no_grad():
+        for s in seeds:
+            nui = random_nuisance(1, photo_generator(s, seed))
+            z = params_to_z(torch.cat([identity_from_seed(s)[None], nui], 1))
+            ws = gen.mapping(z).expand(n_views, -1, -1)
+            rows.append(gen.synthesis(ws, cams))
+    return torch.stack(rows)
+
+
+def register(app: typer.Typer) -> None:
+    sf_app = typer.Typer(
+        help="The embedded SynthFaces world: train its models, sample grids.", no_args_is_help=True
+    )
+
+    @sf_app.command("train")
+    def train_cmd(
+        target: str = typer.Argument(..., help="identity | inverter | generator | all"),
+        out: Path = typer.Option(
+            None, "--out", help="Output folder (default: the package's weights folder)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        steps: int = typer.Option(
+            None, "--steps", help="Override the recipe's number of steps (quick runs)."
+        ),
+        log_dir: Path = typer.Option(None, "--log-dir", help="Write per-step JSON lines logs here."),
+    ) -> None:
+        """Train SynthFaces models with the project's recipes and write them as safetensors."""
+        from legato.errors import InputError
+        from legato.synthfaces.identity_encoder import WEIGHTS_DIR
+
+        if target not in TARGETS:
+            raise InputError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+        out_dir = Path(out) if out is not None else WEIGHTS_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if log_dir is not None:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+        order = ["identity", "generator", "inverter"] if target == "all" else [target]
+        results = {}
+        for t in order:
+            typer.echo(f"training {t} → {out_dir / FILES[t]}")
+            results[t] = _train_one(t, out_dir, seed, steps, log_dir)
+            shown = {k: v for k, v in results[t].items() if k != "config"}
+            typer.echo(json.dumps(shown, indent=1, default=str))
+
+    @sf_app.command("sample")
+    def sample_cmd(
+        out: Path = typer.Option(..., "--out", help="PNG file to write."),
+        identities: int = typer.Option(8, "--identities", help="Number of people (rows)."),
+        views: int = typer.Option(5, "--views", help="Number of yaws in ±30° (columns)."),
+        first: int = typer.Option(0, "--first", help="Identity seed of the first row."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the per-person nuisance (expression, light...)."),
+        source: str = typer.Option("renderer", "--source", help="renderer | generator"),
+        scale: int = typer.Option(2, "--scale", help="Pixel upscaling of the PNG."),
+    ) -> None:
+        """Write an identities × views grid of the renderer (or of the trained generator)."""
+        from legato.errors import InputError
+        from legato.synthfaces.world import identity_grid, save_grid
+
+        if identities < 1 or views < 1:
+            raise InputError("--identities and --views must be at least 1")
+        seeds = list(range(first, first + identities))
+        if source == "renderer":
+            grid = identity_grid(seeds, views, seed=seed)
+        elif source == "generator":
+            grid = _generator_grid(seeds, views, seed)
+        else:
+            raise InputError(f"unknown --source {source!r}; choose renderer or generator")
+        path = save_grid(grid, out, scale=scale)
+        typer.echo(f"wrote {path} ({identities} identities × {views} views, {source})")
+
+    app.add_typer(sf_app, name="synthfaces")

@@ -1,0 +1,217 @@
+"""The forgetting metrics of GUIDE / LEGATO, computed the same way for every method.
+
+Every metric compares two `Generator`s on the same latents and cameras: `source` (the frozen original)
+and `unlearned` (the same network with adapters, or a fine-tuned copy).
+
+- `id_target`: mean cosine between identity embeddings of source and unlearned images of the forgotten
+  latent, over the evaluation views ("ID"; lower is better).
+- `id_others`: the same for the held-out photos' latents of that person ("ID_others"; lower is better).
+- `id_preservation`: the same for random latents (other people must stay themselves; higher is better).
+- `fid_pre`: FID between source and unlearned samples drawn from the same z's and cameras (lower is better).
+- `delta_fid_real`: FID(unlearned, real) − FID(source, real), real = the backend's data (lower is better).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from legato.errors import InputError
+from legato.evaluation import fid as fidlib
+
+DEFINITIONS = {
+    "id_target": "Cosine similarity (identity model) between source and unlearned images of the forgotten "
+                 "latent, averaged over the evaluation views. Lower = more forgotten.",
+    "id_others": "The same for the latents of other photos of the same person, held out from training. "
+                 "Lower = the forgetting generalises to the person.",
+    "id_preservation": "The same for random latents: other people should keep their identity. Higher = better.",
+    "fid_pre": "FID between source and unlearned samples from the same z's and cameras. Lower = the rest of "
+               "the generator is untouched.",
+    "delta_fid_real": "FID(unlearned, real data) − FID(source, real data). Near 0 or below = image quality kept.",
+}
+
+
+def _device(gen) -> torch.device:
+    return gen.w_avg.device
+
+
+def _identity_model(source, identity_model):
+    model = identity_model if identity_model is not None else source.identity_model()
+    if model is None:
+        raise InputError(
+            f"generator {getattr(source, 'name', '?')!r} has no identity model of its own; pass one "
+            "(--identity-model dlib | arcface:PATH | curricularface:PATH)"
+        )
+    return model
+
+
+def _model_name(model) -> str:
+    return str(getattr(model, "name", type(model).__name__))
+
+
+def _check_ws(ws: torch.Tensor, gen, what: str) -> torch.Tensor:
+    if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or tuple(ws.shape[1:]) != (gen.num_ws, gen.w_dim):
+        shape = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
+        raise InputError(f"{what} must have shape [B, {gen.num_ws}, {gen.w_dim}], got {shape}")
+    return ws.to(_device(gen))
+
+
+@torch.no_grad()
+def _embed(gen, identity_model, ws: torch.Tensor, cams: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Identity embeddings `[B, E]` of `gen.synthesis(ws, cams)`, batch by batch."""
+    out = []
+    for i in range(0, ws.shape[0], batch_size):
+        images = gen.synthesis(ws[i:i + batch_size], cams[i:i + batch_size])
+        out.append(F.normalize(identity_model.embed(images).float(), dim=1))
+    return torch.cat(out)
+
+
+def _pairs(ws: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every latent under every view: ws `[B·V, ...]` (latent-major) and cameras `[B·V, c_dim]`."""
+    b, v = ws.shape[0], views.shape[0]
+    return ws.repeat_interleave(v, dim=0), views.repeat(b, 1)
+
+
+def view_similarities(source, unlearned, identity_model, ws: torch.Tensor, views: torch.Tensor,
+                      batch_size: int = 32, source_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine between source and unlearned identity embeddings, `[B, V]` for latents `ws` × `views`.
+
+    `source_embeddings` (`[B·V, E]`, latent-major) skips the source pass when it is already known.
+    """
+    w, c = _pairs(ws, views)
+    e_s = source_embeddings if source_embeddings is not None else _embed(source, identity_model, w, c, batch_size)
+    e_u = _embed(unlearned, identity_model, w, c, batch_size)
+    return (e_s * e_u).sum(1).clamp(-1.0, 1.0).reshape(ws.shape[0], views.shape[0]).cpu()
+
+
+def mean_ci95(values) -> tuple[float, list[float] | None]:
+    """Mean and its 95% t-interval (None for fewer than 2 values)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, None
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return mean, [mean - half, mean + half]
+
+
+def random_ws(gen, n: int, seed: int) -> torch.Tensor:
+    """`n` latents mapping(z) for z drawn on the CPU with `seed` (the same on every device)."""
+    z = torch.randn(n, gen.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return gen.mapping(z.to(_device(gen)))
+
+
+@torch.no_grad()
+def quick_scores(source, unlearned, target_ws: torch.Tensor, *, identity_model, n_random: int = 16,
+                 n_views: int = 3, seed: int = 0) -> dict:
+    """Cheap `id_target` and `id_preservation` for the collapse curve logged during training."""
+    identity_model = _identity_model(source, identity_model)
+    target_ws = _check_ws(target_ws, source, "target_ws")
+    views = source.views(n_views).to(_device(source))
+    ws = torch.cat([target_ws, random_ws(source, n_random, seed + 1)])
+    sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size=256)
+    k = target_ws.shape[0]
+    return {"id_target": float(sims[:k].mean()), "id_preservation": float(sims[k:].mean())}
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True)
+
+
+@torch.no_grad()
+def _fid_features(source, unlearned, extractor, n: int, views: torch.Tensor, seed: int, batch_size: int,
+                  advance) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of source and unlearned samples from the same z's; camera i is view i mod V."""
+    ws = random_ws(source, n, seed + 2)
+    cams = views[torch.arange(n) % views.shape[0]]
+    fs, fu = [], []
+    for i in range(0, n, batch_size):
+        w, c = ws[i:i + batch_size], cams[i:i + batch_size]
+        fs.append(extractor(source.synthesis(w, c)))
+        fu.append(extractor(unlearned.synthesis(w, c)))
+        advance()
+    return torch.cat(fs), torch.cat(fu)
+
+
+@torch.no_grad()
+def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tensor | None = None, *,
+             identity_model=None, n_views: int = 11, n_random: int = 100, n_fid: int = 1000,
+             fid_features=None, real_images: torch.Tensor | None = None, seed: int = 0, batch_size: int = 32,
+             progress: bool = True, fid_bootstrap: int = fidlib.FID_BOOTSTRAP) -> dict:
+    """All metrics (see the module docstring) as a JSON-ready dict.
+
+    Shapes: `target_ws` `[T, num_ws, w_dim]`, `held_out_ws` `[k, num_ws, w_dim]`. `n_fid = 0` skips both
+    FIDs; `fid_bootstrap` resamples give each FID's interval (0: none). Each figure comes with `<key>_n`
+    (its sample size) and, where it is an average over random draws, `<key>_ci95`: a t-interval over
+    latents for the identity scores (over views for a single forgotten latent), ±1.96 bootstrap s.d. for FIDs.
+    """
+    if n_views < 1 or n_random < 0 or n_fid < 0 or batch_size < 1:
+        raise InputError("n_views and batch_size must be ≥ 1, n_random and n_fid ≥ 0")
+    if n_fid == 1:
+        raise InputError("n_fid must be 0 (no FID) or at least 2")
+    identity_model = _identity_model(source, identity_model)
+    target_ws = _check_ws(target_ws, source, "target_ws")
+    if held_out_ws is not None:
+        held_out_ws = _check_ws(held_out_ws, source, "held_out_ws")
+    device = _device(source)
+    views = source.views(n_views).to(device)
+    extractor = fidlib.resolve_features(fid_features, identity_model) if n_fid else None
+    if n_fid and real_images is None:
+        real_images = source.real_images(n_fid, seed)
+
+    id_batches = -(-(target_ws.shape[0] + (0 if held_out_ws is None else held_out_ws.shape[0]) + n_random)
+                   * n_views // batch_size)
+    fid_batches = -(-n_fid // batch_size) * (2 if real_images is not None else 1)
+    result: dict = {"identity_model": _model_name(identity_model), "views": n_views, "seed": seed}
+    with _progress(progress, id_batches + fid_batches) as bar:
+        task = bar.add_task("evaluating", total=id_batches + fid_batches) if bar is not None else None
+
+        def advance(k: int = 1) -> None:
+            if bar is not None:
+                bar.advance(task, k)
+
+        def id_metric(key: str, ws: torch.Tensor, per_view: bool) -> None:
+            sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size)
+            advance(-(-ws.shape[0] * n_views // batch_size))
+            # one forgotten latent: the views are the samples; several latents: one value per latent
+            values = sims.ravel() if per_view else sims.mean(1)
+            mean, ci = mean_ci95(values)
+            ci = None if ci is None else [max(ci[0], -1.0), min(ci[1], 1.0)]  # a cosine stays in [-1, 1]
+            result[key], result[f"{key}_n"], result[f"{key}_ci95"] = mean, int(values.numel()), ci
+
+        id_metric("id_target", target_ws, per_view=True)
+        if held_out_ws is not None:
+            id_metric("id_others", held_out_ws, per_view=held_out_ws.shape[0] == 1)
+        if n_random:
+            id_metric("id_preservation", random_ws(source, n_random, seed + 1), per_view=False)
+        else:
+            result.update(id_preservation=None, id_preservation_n=0, id_preservation_ci95=None)
+
+        result["fid_features"] = None if extractor is None else extractor.name
+        result.update(fid_pre=None, fid_pre_n=0, fid_pre_ci95=None,
+                      delta_fid_real=None, delta_fid_real_n=0, delta_fid_real_ci95=None)
+        if extractor is not None:
+            f_s, f_u = _fid_features(source, unlearned, extractor, n_fid, views, seed, batch_size, advance)
+            result["fid_pre"], result["fid_pre_ci95"] = fidlib.fid_pre(f_s, f_u, seed=seed, n_boot=fid_bootstrap)
+            result["fid_pre_n"] = n_fid
+            if real_images is not None:
+                real_images = real_images.to(device)
+                f_r = []
+                for i in range(0, real_images.shape[0], batch_size):
+                    f_r.append(extractor(real_images[i:i + batch_size]))
+                    advance()
+                f_r = torch.cat(f_r)
+                delta, fs, fu, ci = fidlib.delta_fid_real(f_s, f_u, f_r, seed=seed, n_boot=fid_bootstrap)
+                result.update(delta_fid_real=delta, delta_fid_real_ci95=ci, delta_fid_real_n=int(f_r.shape[0]),
+                              fid_real_source=fs, fid_real_unlearned=fu)
+    return result

@@ -1,0 +1,137 @@
+"""`write_report`: one self-contained `report.html` (images inlined as base64, no scripts, no links out)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from legato.evaluation.metrics import DEFINITIONS
+from legato.files import atomic_write_text
+
+REPORT_NAME = "report.html"
+_MAIN_KEYS = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
+_DIRECTION = {"id_target": "↓", "id_others": "↓", "id_preservation": "↑", "fid_pre": "↓", "delta_fid_real": "↓"}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1100px;
+     color:#1c2833;padding:0 1rem;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.3rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d5d8dc}
+.cards{display:flex;gap:.8rem;flex-wrap:wrap;margin:1rem 0}
+.card{border:1px solid #d5d8dc;border-radius:8px;padding:.6rem .9rem;min-width:9rem}
+.card b{display:block;font-size:1.35rem}.card span{font-size:.8rem;color:#566573}
+figure{margin:1rem 0} figcaption{font-size:.9rem;color:#424949;margin-top:.3rem}
+img{max-width:100%;image-rendering:pixelated;border:1px solid #eaecee}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0} td,th{border:1px solid #d5d8dc;padding:.3rem .6rem;
+     text-align:left;vertical-align:top} th{background:#f4f6f6}
+td.num{font-variant-numeric:tabular-nums;white-space:nowrap} .muted{color:#7f8c8d;font-size:.85rem}
+pre{background:#f8f9f9;padding:.5rem;overflow-x:auto;font-size:.8rem}
+"""
+
+
+def _data_uri(path: Path) -> str | None:
+    """The file as a data: URI, or None when it is missing or not a PNG/JPEG/GIF/SVG."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+            ".svg": "image/svg+xml"}.get(path.suffix.lower())
+    if mime is None:
+        return None
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+        return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value)
+    return str(value)
+
+
+def _figures(items: dict[str, Path]) -> list[str]:
+    out = []
+    for caption, path in items.items():
+        uri = _data_uri(path)
+        if uri is None:  # a missing optional picture is left out
+            continue
+        cap = html.escape(str(caption))
+        out.append(f'<figure><img src="{uri}" alt="{cap}"><figcaption>{cap}</figcaption></figure>')
+    return out
+
+
+def _cards(metrics: dict) -> str:
+    cards = []
+    for key in _MAIN_KEYS:
+        if metrics.get(key) is None:
+            continue
+        cards.append(f'<div class="card"><span>{key} {_DIRECTION[key]}</span><b>{_fmt(metrics[key])}</b>'
+                     f'<span>n = {_fmt(metrics.get(f"{key}_n"))}</span></div>')
+    return f'<div class="cards">{"".join(cards)}</div>' if cards else ""
+
+
+def _metrics_table(metrics: dict) -> str:
+    rows = []
+    for key in _MAIN_KEYS:
+        if key not in metrics:
+            continue
+        rows.append(
+            f"<tr><th>{key} {_DIRECTION[key]}</th><td class=num>{_fmt(metrics.get(key))}</td>"
+            f"<td class=num>{_fmt(metrics.get(f'{key}_ci95'))}</td><td class=num>{_fmt(metrics.get(f'{key}_n'))}</td>"
+            f"<td>{html.escape(DEFINITIONS[key])}</td></tr>"
+        )
+    main = ""
+    if rows:
+        main = ("<table><tr><th>metric</th><th>value</th><th>95% interval</th><th>n</th><th>definition</th></tr>"
+                + "".join(rows) + "</table>")
+        extra = [f"identity model: {metrics[k]}" if k == "identity_model" else f"FID features: {metrics[k]}"
+                 for k in ("identity_model", "fid_features") if metrics.get(k)]
+        if metrics.get("views"):
+            extra.append(f"{metrics['views']} views per latent")
+        if extra:
+            main += f'<p class="muted">{html.escape("; ".join(extra))}. Identity intervals: t-intervals over ' \
+                    "latents (over views for a single forgotten latent); FID intervals: ±1.96 bootstrap s.d.</p>"
+    skip = set(_MAIN_KEYS) | {f"{k}_{s}" for k in _MAIN_KEYS for s in ("n", "ci95")}
+    rest = [(k, v) for k, v in metrics.items() if k not in skip]
+    details = ""
+    if rest:
+        details = ("<h2>Details</h2><table>" + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rest) + "</table>")
+    return main + details
+
+
+def write_report(out_dir: str | Path, metrics: dict, images: dict[str, Path], plots: dict[str, Path],
+                 title: str) -> Path:
+    """Write `out_dir/report.html`: headline numbers, pictures, plots, then the metrics with definitions.
+
+    `images` and `plots` map a caption to a PNG; entries whose file is missing are left out, as are empty
+    sections. Everything is inlined, so the page can be mailed or archived on its own.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"<h1>{html.escape(title)}</h1>", _cards(metrics or {})]
+    pictures = _figures(images or {})
+    if pictures:
+        parts += ["<h2>Pictures</h2>", *pictures]
+    figures = _figures(plots or {})
+    if figures:
+        parts += ["<h2>Plots</h2>", *figures]
+    if metrics:
+        parts += ["<h2>Metrics</h2>", _metrics_table(metrics)]
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}"
+        f"</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n"
+    )
+    path = out_dir / REPORT_NAME
+    atomic_write_text(path, page)
+    return path

@@ -1,0 +1,393 @@
+"""Forget one class of the digits flow: Neural-ODE adapters on the UNet (`legato`) or full fine-tuning.
+
+Losses, on straight-path points x_t = (1 − t)·x_0 + t·x_1:
+- forget: the class-`c` velocity is sent to zero, so a class-`c` trajectory stays at its starting noise
+  (points: interpolants towards real class-`c` digits, and pure noise at random t — the new paths);
+- retain: on the other classes the velocity matches the frozen teacher (the same UNet, adapters off);
+- trajectory consistency (legato only): `legato.ode`'s mean squared step of the adapters' ODE states.
+`run()` evaluates the teacher and the result, sweeps the adapter strength, and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from legato.errors import InputError, TrainingError
+from legato.files import atomic_directory
+
+METHODS = ("legato", "finetune")
+
+
+@dataclass
+class FlowUnlearnConfig:
+    """Options of `run()` (defaults: the settings behind the numbers in docs/flows.md)."""
+
+    steps: int | None = None  # None: 300 for both methods
+    lr: float | None = None  # None: 1e-3 for adapters, 1e-4 for fine-tuning
+    batch_retain: int = 64
+    batch_forget: int = 32
+    lambda_forget: float = 1.0
+    lambda_retain: float = 1.0
+    lambda_trajectory: float = 0.1
+    sites: tuple[str, ...] = ("mid",)
+    hidden: int = 24  # adapter field width; 24 keeps the `mid` adapter under 5% of the UNet
+    t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
+    step_size: float = 0.4
+    solver: str = "euler"
+    strengths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    n_forget: int = 100  # samples of the forgotten class per strength
+    n_retain: int = 40  # samples per retained class per strength
+    sampler_method: str = "midpoint"
+    sampler_steps: int = 10
+    leakage_draws: int = 16
+    log_every: int = 10
+    flow_weights: str | None = None  # None: the shipped weights
+    classifier_weights: str | None = None
+
+    def resolved(self, method: str) -> FlowUnlearnConfig:
+        cfg = copy.copy(self)
+        cfg.steps = 300 if self.steps is None else int(self.steps)
+        cfg.lr = (1e-3 if method == "legato" else 1e-4) if self.lr is None else float(self.lr)
+        cfg.sites = tuple(self.sites)
+        cfg.strengths = tuple(float(s) for s in self.strengths)
+        return cfg
+
+
+@dataclass
+class _Student:
+    """What training and evaluation need from either method."""
+
+    model: nn.Module
+    params: list[nn.Parameter]
+    adapters: object | None = None  # AdapterSet for legato
+    teacher_state: dict = field(default_factory=dict)  # fine-tuning: the original weights
+    tuned_state: dict = field(default_factory=dict)  # fine-tuning: the weights after training
+
+    def set_strength(self, s: float) -> None:
+        if self.adapters is not None:
+            self.adapters.strength = s
+            return
+        with torch.no_grad():  # fine-tuning: interpolate between the teacher's and the tuned weights
+            for name, p in self.model.named_parameters():
+                p.copy_(self.teacher_state[name] + s * (self.tuned_state[name] - self.teacher_state[name]))
+
+    def freeze_tuned(self) -> None:
+        if self.adapters is None:
+            self.tuned_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def _make_student(teacher: nn.Module, method: str, cfg: FlowUnlearnConfig) -> _Student:
+    if method == "legato":
+        from legato.ode import attach
+
+        sites = list(cfg.sites)
+        modules = dict(teacher.named_modules())
+        channels = {s: _out_channels(modules.get(s), s) for s in sites}
+        adapters = attach(
+            teacher,
+            sites,
+            name="forget",
+            channels=channels,
+            hidden=cfg.hidden,
+            field="unet",
+            t_end=cfg.t_end,
+            step_size=cfg.step_size,
+            method=cfg.solver,
+        )
+        return _Student(teacher, list(adapters.parameters()), adapters=adapters)
+    student = copy.deepcopy(teacher)
+    student.requires_grad_(True)
+    teacher.requires_grad_(False)
+    return _Student(
+        student,
+        list(student.parameters()),
+        teacher_state={k: v.detach().clone() for k, v in teacher.named_parameters()},
+    )
+
+
+def _out_channels(module: nn.Module | None, site: str) -> int:
+    if module is None:
+        raise InputError(f"the digits UNet has no module {site!r}; use e.g. mid, up.0, up.1, down.2")
+    for attr in ("out_channels",):
+        if isinstance(getattr(module, attr, None), int):
+            return int(getattr(module, attr))
+    raise InputError(
+        f"module {site!r} of the digits UNet has no channel count; pick a block such as mid or up.0"
+    )
+
+
+def _teacher_velocity(teacher: nn.Module, student: _Student, x, t, y) -> torch.Tensor:
+    with torch.no_grad():
+        if student.adapters is not None:
+            student.adapters.enabled = False
+            try:
+                return teacher(x, t, y)
+            finally:
+                student.adapters.enabled = True
+        return teacher(x, t, y)
+
+
+def _train(
+    teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, log
+) -> float:
+    from rich.progress import Progress
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    keep = data.train_labels != forget_class
+    xr, yr = data.train_images[keep], data.train_labels[keep]
+    xf = data.of_class(forget_class)
+    opt = torch.optim.Adam(student.params, lr=cfg.lr)
+    student.model.train()
+    t0 = time.time()
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"forgetting class {forget_class}", total=cfg.steps)
+        for step in range(cfg.steps):
+            ir = torch.randint(0, len(xr), (cfg.batch_retain,), generator=gen)
+            x1r, y_r = xr[ir], yr[ir]
+            x0r = torch.randn(x1r.shape, generator=gen)
+            tr = torch.rand(len(x1r), generator=gen)
+            xtr = (1 - tr)[:, None, None, None] * x0r + tr[:, None, None, None] * x1r
+            nf = cfg.batch_forget
+            x1f = xf[torch.randint(0, len(xf), (nf,), generator=gen)]
+            x0f = torch.randn(x1f.shape, generator=gen)
+            tf = torch.rand(nf, generator=gen)
+            mix = (torch.arange(nf) < nf // 2).float()  # first half: real paths; second half: pure noise
+            xtf = (1 - tf * mix)[:, None, None, None] * x0f + (tf * mix)[:, None, None, None] * x1f
+            y_f = torch.full((nf,), forget_class, dtype=torch.long)
+            v_teacher = _teacher_velocity(teacher, student, xtr, tr, y_r)
+            v = student.model(torch.cat([xtr, xtf]), torch.cat([tr, tf]), torch.cat([y_r, y_f]))
+            loss_retain = (v[: len(xtr)] - v_teacher).pow(2).mean()
+            loss_forget = v[len(xtr) :].pow(2).mean()
+            loss = cfg.lambda_retain * loss_retain + cfg.lambda_forget * loss_forget
+            loss_traj = torch.zeros(())
+            if student.adapters is not None:
+                loss_traj = student.adapters.trajectory_consistency()
+                loss = loss + cfg.lambda_trajectory * loss_traj
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the unlearning loss became {loss.item()} at step {step}; lower the lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                log(
+                    {
+                        "step": step,
+                        "loss": loss.item(),
+                        "forget": loss_forget.item(),
+                        "retain": loss_retain.item(),
+                        "trajectory": loss_traj.item(),
+                        "wall_s": round(time.time() - t0, 2),
+                    }
+                )
+            bar.update(task, advance=1)
+    student.model.eval()
+    student.freeze_tuned()
+    return time.time() - t0
+
+
+def _evaluate(student: _Student, classifier, forget_class: int, cfg: FlowUnlearnConfig, seed: int):
+    """Sample every strength with the same noise; returns (sweep rows, samples per strength, labels)."""
+    from legato.flows.metrics import accuracy_by_class
+    from legato.flows.sampling import SamplerConfig, noise_for, sample
+
+    retained = [c for c in range(10) if c != forget_class]
+    labels = torch.tensor([forget_class] * cfg.n_forget + [c for c in retained for _ in range(cfg.n_retain)])
+    noise = noise_for(labels, seed + 1000)
+    scfg = SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps)
+    rows, images = [], {}
+    for s in cfg.strengths:
+        student.set_strength(s)
+        x = sample(student.model, labels, config=scfg, noise=noise)
+        acc = accuracy_by_class(classifier, x, labels)
+        rows.append(
+            {
+                "strength": s,
+                "forget_acc": acc[forget_class],
+                "retain_acc": sum(acc[c] for c in retained) / len(retained),
+                "per_class": acc,
+            }
+        )
+        images[s] = x
+    student.set_strength(1.0)
+    return rows, images, labels
+
+
+def run(
+    out_dir: str | Path,
+    forget_class: int,
+    method: str = "legato",
+    seed: int = 0,
+    steps: int | None = None,
+    **options,
+) -> dict:
+    """Forget `forget_class` (0–9) of the shipped digits flow; write the run folder; return its metrics.
+
+    `out_dir` gets `adapter/` (the adapter bundle, or `model.safetensors` for fine-tuning), `metrics.json`,
+    `log.jsonl`, `report.html` and PNG grids, all at once. `options` are fields of `FlowUnlearnConfig`.
+    """
+    from legato.flows.data import check_class, load_split
+    from legato.flows.metrics import features, frechet_distance, is_monotone, leakage, mmd2
+    from legato.flows.report import grid_image, png_bytes, sweep_plot, write_outputs
+    from legato.flows.sampling import SamplerConfig, noise_for, sample
+    from legato.flows.weights import load_classifier, load_flow
+
+    forget_class = check_class(forget_class)
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r} for the digits flow; choose one of {', '.join(METHODS)}")
+    unknown = sorted(set(options) - {f.name for f in fields(FlowUnlearnConfig)})
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {unknown}; the digits flow takes "
+            f"{[f.name for f in fields(FlowUnlearnConfig)]}"
+        )
+    cfg = FlowUnlearnConfig(steps=steps, **options).resolved(method)
+    if cfg.steps < 1:
+        raise InputError(f"steps must be at least 1 (got {cfg.steps})")
+    if not cfg.strengths or max(cfg.strengths) != 1.0:
+        raise InputError("strengths must include 1.0 (the trained result)")
+    t_start = time.time()
+    teacher = load_flow(cfg.flow_weights)
+    classifier = load_classifier(cfg.classifier_weights)
+    data = load_split()
+    unet_params = sum(p.numel() for p in teacher.parameters())
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        log_file = open(tmp / "log.jsonl", "w")  # noqa: SIM115 - closed below
+
+        def log(entry: dict) -> None:
+            log_file.write(json.dumps(entry) + "\n")
+            log_file.flush()
+
+        try:
+            torch.manual_seed(seed)  # the adapters' initial weights
+            student = _make_student(teacher, method, cfg)
+            trained = sum(p.numel() for p in student.params)
+            train_wall = _train(teacher, student, data, forget_class, cfg, seed, log)
+            sweep, samples, labels = _evaluate(student, classifier, forget_class, cfg, seed)
+        finally:
+            log_file.close()
+        s0 = next(r for r in sweep if r["strength"] == 0.0) if 0.0 in cfg.strengths else None
+        s1 = next(r for r in sweep if r["strength"] == 1.0)
+        retained_mask = labels != forget_class
+        # a second teacher draw (other noise) is the reference; teacher-vs-teacher is the floor
+        student.set_strength(0.0)
+        ref = sample(
+            student.model,
+            labels[retained_mask],
+            noise=noise_for(labels[retained_mask], seed + 2000),
+            config=SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps),
+        )
+        teacher_x = (
+            samples[0.0][retained_mask]
+            if 0.0 in samples
+            else sample(
+                student.model, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
+            )
+        )
+        leak_teacher = leakage(
+            student.model,
+            data.of_class(forget_class),
+            data.of_class(forget_class, "test"),
+            forget_class,
+            seed=seed,
+            draws=cfg.leakage_draws,
+        )
+        student.set_strength(1.0)
+        leak_student = leakage(
+            student.model,
+            data.of_class(forget_class),
+            data.of_class(forget_class, "test"),
+            forget_class,
+            seed=seed,
+            draws=cfg.leakage_draws,
+        )
+        f_ref, f_t = features(classifier, ref), features(classifier, teacher_x)
+        f_s = features(classifier, samples[1.0][retained_mask])
+        teacher_row = s0 or {"forget_acc": None, "retain_acc": None, "per_class": {}}
+        forget_accs = [r["forget_acc"] for r in sweep]
+        # what the classifier makes of pure noise (the forget target): the floor of the forgotten accuracy
+        noise_gen = torch.Generator().manual_seed(seed + 3000)
+        noise = torch.randn(1000, 1, 16, 16, generator=noise_gen).clamp(-1, 1)
+        noise_rate = float((classifier.predict(noise) == forget_class).float().mean())
+        metrics = {
+            "method": method,
+            "forget_class": forget_class,
+            "seed": seed,
+            "steps": cfg.steps,
+            "teacher": {k: teacher_row[k] for k in ("forget_acc", "retain_acc", "per_class")},
+            "unlearned": {k: s1[k] for k in ("forget_acc", "retain_acc", "per_class")},
+            "retain_drop_points": 100 * (teacher_row["retain_acc"] - s1["retain_acc"]) if s0 else None,
+            "fid_retained": frechet_distance(f_s, f_ref),
+            "fid_retained_floor": frechet_distance(f_t, f_ref),
+            "mmd2_retained": mmd2(f_s, f_ref),
+            "mmd2_retained_floor": mmd2(f_t, f_ref),
+            "leakage": {"teacher": leak_teacher, "unlearned": leak_student},
+            "trained_params": trained,
+            "unet_params": unet_params,
+            "trained_fraction": trained / unet_params,
+            "sweep": [{k: r[k] for k in ("strength", "forget_acc", "retain_acc")} for r in sweep],
+            "sweep_monotone": is_monotone(forget_accs),
+            "noise_classified_as_forgotten": noise_rate,
+            "train_wall_s": round(train_wall, 1),
+            "config": {**asdict(cfg), "sites": list(cfg.sites), "strengths": list(cfg.strengths)},
+        }
+        metrics["checks"] = {
+            "forgotten-class accuracy <= 20%": s1["forget_acc"] <= 0.20,
+            "retained-class accuracy within 3 points of the teacher": bool(s0)
+            and metrics["retain_drop_points"] <= 3.0,
+            "trained parameters <= 5% of the UNet": metrics["trained_fraction"] <= 0.05,
+            "strength sweep monotone (forgotten-class accuracy never rises)": metrics["sweep_monotone"],
+        }
+        # files
+        adapter_dir = tmp / "adapter"
+        bundle_meta = {
+            "method": method,
+            "forget_class": forget_class,
+            "generator": "digits-flow",
+            "metrics": {"forget_acc": s1["forget_acc"], "retain_acc": s1["retain_acc"]},
+        }
+        if student.adapters is not None:
+            student.adapters.save(adapter_dir, metadata=bundle_meta)
+            student.adapters.detach()
+        else:
+            adapter_dir.mkdir()
+            tensors = {k: v.contiguous() for k, v in student.tuned_state.items()}
+            save_file(
+                tensors,
+                str(adapter_dir / "model.safetensors"),
+                metadata={
+                    "kind": "digits-flow-unet",
+                    "config": json.dumps(teacher.config.to_dict()),
+                    "bundle": json.dumps(bundle_meta),
+                },
+            )
+        per_row = 8
+        retained = [c for c in range(10) if c != forget_class]
+
+        def class_rows(x):
+            return [x[labels == c][:per_row] for c in [forget_class, *retained]]
+
+        images = {
+            "samples_teacher": png_bytes(grid_image(class_rows(samples[0.0]))) if 0.0 in samples else None,
+            "samples_unlearned": png_bytes(grid_image(class_rows(samples[1.0]))),
+            "sweep_forgotten_class": png_bytes(
+                grid_image([samples[s][labels == forget_class][:12] for s in cfg.strengths])
+            ),
+            "sweep_plot": sweep_plot(
+                metrics["sweep"], forget_class, f"{method}: forgetting class {forget_class}"
+            ),
+        }
+        images = {k: v for k, v in images.items() if v is not None}
+        metrics["wall_s"] = round(time.time() - t_start, 1)
+        write_outputs(tmp, metrics, images)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

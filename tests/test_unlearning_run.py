@@ -1,0 +1,126 @@
+"""The unlearning engine end to end on the tiny toy generator: outputs, reproducibility, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from legato.errors import InputError, TrainingError
+from legato.unlearning import trainer as trainer_module
+from legato.unlearning.config import UnlearnConfig
+from legato.unlearning.run import unlearn
+
+FAST = dict(n_random=6, n_fid=24, progress=False, report=False)
+
+
+def config(**kw):
+    base = dict(iterations=12, lr=1e-3, hidden=16, log_every=2, eval_every=4, checkpoint_every=4, seed=3)
+    base.update(kw)
+    return UnlearnConfig(**base)
+
+
+@pytest.mark.parametrize("method", ["legato", "guide", "residual", "baseline"])
+def test_every_method_leaves_a_complete_run_folder(tmp_path, method):
+    out = tmp_path / method
+    metrics = unlearn("toy", "seed:5", out, config(method=method), **FAST)
+    assert (out / "metrics.json").is_file() and (out / "config.json").is_file()
+    assert (out / "log.jsonl").is_file()
+    assert not (tmp_path / f"{method}.partial").exists()
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("method", "id_target", "id_preservation", "fid_pre", "trainable_params", "base_params",
+                "seconds", "peak_rss_mb", "perceptual_backend"):
+        assert key in saved, key
+    assert saved["method"] == method == metrics["method"]
+    if method in ("legato", "residual"):
+        assert (out / "adapter" / "adapter_config.json").is_file()
+        assert saved["trainable_params"] < saved["base_params"]
+    else:
+        assert (out / "adapter" / "finetuned_weights.safetensors").is_file()
+    target = load_file(str(out / "adapter" / "target_ws.safetensors"))
+    assert target["ws"].shape == (1, 4, 16)
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 12 and "id_target" in lines[-1]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = unlearn("toy", "seed:5", tmp_path / "a", config(), **FAST)
+    b = unlearn("toy", "seed:5", tmp_path / "b", config(), **FAST)
+    for key in ("id_target", "id_preservation", "fid_pre"):
+        assert a[key] == b[key], key
+    wa = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_interrupted_run_resumes_to_the_same_adapter(tmp_path, monkeypatch):
+    unlearn("toy", "seed:5", tmp_path / "full", config(), **FAST)
+    real_local_terms = trainer_module._local_terms
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 * 7 + 1:  # two local-term calls per step: interrupt inside step 8
+            raise KeyboardInterrupt
+        return real_local_terms(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_local_terms", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        unlearn("toy", "seed:5", tmp_path / "cut", config(), **FAST)
+    assert not (tmp_path / "cut").exists()
+    ckpt = torch.load(tmp_path / "cut.partial" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 7
+    monkeypatch.setattr(trainer_module, "_local_terms", real_local_terms)
+    unlearn("toy", "seed:5", tmp_path / "cut", config(), resume=True, **FAST)
+    full = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_run_folder(tmp_path):
+    with pytest.raises(TrainingError, match="NaN|nan|inf"):
+        unlearn("toy", "seed:5", tmp_path / "nan", config(lr=1e30, iterations=50), **FAST)
+    assert not (tmp_path / "nan").exists()
+
+
+def test_bad_inputs_are_refused(tmp_path):
+    with pytest.raises(InputError, match="unknown method"):
+        unlearn("toy", "seed:5", tmp_path / "x", config(method="magic"), **FAST)
+    with pytest.raises(InputError, match="does not exist"):
+        unlearn("toy", str(tmp_path / "missing.png"), tmp_path / "x", config(), **FAST)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot read image"):
+        unlearn("toy", str(bad), tmp_path / "x", config(), **FAST)
+    save_file({"ws": torch.zeros(1, 3, 16)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(InputError, match="shape"):
+        unlearn("toy", f"latent:{tmp_path / 'w.safetensors'}", tmp_path / "x", config(), **FAST)
+    assert not (tmp_path / "x").exists()
+
+
+def test_saved_latent_is_forgotten_like_its_seed(tmp_path):
+    from legato.generators import load
+    from legato.inversion.sources import resolve_identity
+
+    gen = load("toy")
+    ws = resolve_identity("seed:5", gen).ws
+    torch.save(ws[0], tmp_path / "w.pt")
+    assert torch.equal(resolve_identity(f"latent:{tmp_path / 'w.pt'}", gen).ws, ws)
+
+
+def test_cli_user_errors_exit_2_with_one_line(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "legato.cli.main", "unlearn", *args],
+                              capture_output=True, text=True)
+
+    for args in (["--generator", "toy", "--identity", str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")],
+                 ["--generator", "toy", "--identity", "seed:1", "--method", "magic", "--out", str(tmp_path / "o")],
+                 ["--generator", "nonexistent.pkl", "--identity", "seed:1", "--out", str(tmp_path / "o")]):
+        r = run(*args)
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()

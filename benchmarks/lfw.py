@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     model = load(args.model)
+    if isinstance(model, DlibModel):  # mirrored chips are cached under their own keys (see --mirror)
+        model.config.mirror = False
     folds = lfw.read_pairs(args.lfw / "pairs.txt")[: args.folds]
     if args.pairs:
         folds = [f[: args.pairs] + [p for p in f if not p.same][: args.pairs] for f in folds]

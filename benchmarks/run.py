@@ -57,9 +57,10 @@ def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False,
     from legato.unlearning.config import UnlearnConfig
     from legato.unlearning.run import unlearn
 
-    cfg = UnlearnConfig(method=method, iterations=mode["iterations"], eval_every=50, **overrides)
+    gen = load_generator()
+    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=mode["iterations"], eval_every=50, **overrides)
     t0 = time.perf_counter()
-    metrics = unlearn(load_generator(), spec, out, cfg, overwrite=True, n_random=mode["n_random"],
+    metrics = unlearn(gen, spec, out, cfg, overwrite=True, n_random=mode["n_random"],
                       n_fid=mode["n_fid"], progress=False, report=report)
     metrics["wall_seconds"] = time.perf_counter() - t0
     return metrics
@@ -67,8 +68,10 @@ def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False,
 
 def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
     for scenario, spec_of in SCENARIOS.items():
+        if scenario not in mode["scenarios"]:
+            continue
         for i in range(mode["identities"]):
-            for method in METHODS:
+            for method in mode["methods"]:
                 spec = spec_of(i)
                 run_dir = out / "runs" / f"{scenario}-{i}-{method}"
                 m = run_one(spec, method, run_dir, mode, report=(method == "legato"))
@@ -79,6 +82,7 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
                        "sweep_spearman": m.get("sweep_spearman_id_target")}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+                write_table(rows, out)  # keep what is done if the run is cut short
 
 
 def write_table(rows: list[dict], out: Path) -> str:
@@ -162,7 +166,7 @@ def many_identities(mode: dict, out: Path) -> dict:
         current = load_generator()
         pts = []
         for k in range(mode["many"]):
-            cfg = UnlearnConfig(method=method, iterations=mode["iterations"], eval_every=10_000)
+            cfg = UnlearnConfig.for_generator(base, method=method, iterations=mode["iterations"], eval_every=10_000)
             d = out / "many" / f"{method}-{k}"
             unlearn(current, SCENARIOS["random"](50 + k), d, cfg, overwrite=True, n_random=8, n_fid=64,
                     progress=False, report=False, source=base, adapter_name=f"person{k}")
@@ -227,7 +231,7 @@ def controllability(out: Path) -> dict:
 def ablations(mode: dict, out: Path) -> str:
     variants = {
         "default (T=1.6, h=0.4, hidden 256, trajectory on)": {},
-        "trajectory off": {"weights": "no-trajectory"},
+        "trajectory off": {"lambda_trajectory": 0.0},
         "trajectory single block (reference code)": {"trajectory_single_block": True},
         "step 0.2": {"step_size": 0.2},
         "step 0.8": {"step_size": 0.8},
@@ -235,14 +239,9 @@ def ablations(mode: dict, out: Path) -> str:
         "t_end 3.2": {"t_end": 3.2},
         "hidden 64": {"hidden": 64},
     }
-    from legato.unlearning.config import LossWeights
-
     lines = ["| variant | id_target ↓ | id_others ↓ | id_preservation ↑ | fid_pre ↓ | trainable params |",
              "|---|---|---|---|---|---|"]
     for name, ov in variants.items():
-        ov = dict(ov)
-        if ov.get("weights") == "no-trajectory":
-            ov["weights"] = LossWeights(trajectory=0.0)
         ms = [run_one(SCENARIOS["in-domain"](i), "legato", out / "ablations" / f"{len(lines)}-{i}", mode, **ov)
               for i in range(mode["ablate_ids"])]
         cells = []
@@ -263,9 +262,19 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=None,
                     help="run only these parts: table collapse many controllability ablations")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--scenarios", nargs="*", default=None, help=f"subset of {list(SCENARIOS)}")
+    ap.add_argument("--methods", nargs="*", default=None, help=f"subset of {list(METHODS)}")
+    ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
+    ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
     args = ap.parse_args()
     name = "full" if args.full else "quick"
-    mode = MODES[name]
+    mode = dict(MODES[name])
+    if args.identities:
+        mode["identities"] = args.identities
+    if args.iterations:
+        mode["iterations"] = args.iterations
+    mode["scenarios"] = args.scenarios or list(SCENARIOS)
+    mode["methods"] = args.methods or list(METHODS)
     out = args.out or ROOT / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     parts = args.only or ["table", "controllability", "collapse", "many", "ablations"]

@@ -47,6 +47,8 @@ class TinyGenerator(Generator):
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
             self.body.weight.copy_(torch.eye(channels)[:, :, None, None])
+            for layer in (self.map, self.lift, self.body, self.torgb):  # no biases: no face shared by all
+                layer.bias.zero_()
         self.register_buffer("_w_avg", torch.zeros(8))
         self.__dict__["_id"] = TinyIdentity(res)
         for p in self.parameters():
@@ -86,10 +88,14 @@ class TinyGenerator(Generator):
 
 
 class ShuffledGenerator(TinyGenerator):
-    """Same weights, but every batch's images are of the next latent's person (identities shuffled)."""
+    """Same weights, but each person in a batch is drawn as another person of that batch (a derangement of
+    the distinct latents; the cameras stay where they were)."""
 
     def synthesis(self, ws, c=None):
-        return super().synthesis(ws.roll(1, dims=0), c)
+        flat = ws.flatten(1)
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        swapped = unique.roll(1, dims=0)[inverse]
+        return super().synthesis(swapped.view_as(ws), c)
 
 
 class NoisyGenerator(TinyGenerator):
@@ -108,3 +114,11 @@ def push_adapter(adapter_set, amount: float = 3.0) -> None:
             for name, p in adapter.named_parameters():
                 if name.endswith("out.bias") or name.endswith("conv2.bias"):
                     p.fill_(amount)
+
+
+def one_thread():
+    """Generator fixture body: run a test module on one thread (the CI machine is shared), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -145,3 +145,24 @@ def test_front_camera_is_the_default(gen):
         b = gen.render(ws, front, generator=torch.Generator().manual_seed(0))["image"]
     assert torch.equal(a, b)
     assert math.isclose(front[0, 11].item(), 2.7, rel_tol=1e-5)  # camera z on the front axis
+
+
+def test_projection_of_a_rendered_photo(gen):
+    from legato.inversion.projection import ProjectionConfig, Projector
+
+    with torch.no_grad():
+        ws_true = gen.mapping(torch.randn(1, 16, generator=torch.Generator().manual_seed(9)))
+        photo = gen.render(ws_true, generator=torch.Generator().manual_seed(0))["image"]
+    inverter = gen.inverter()
+    assert isinstance(inverter, Projector) and inverter.config.steps >= 100  # "a few hundred" by default
+    proj = Projector(gen, ProjectionConfig(steps=25, w_samples=500))
+    with torch.no_grad():
+        ws = proj(photo)
+    assert ws.shape == (1, gen.num_ws, gen.w_dim)
+
+    def err(w):
+        with torch.no_grad():
+            return (gen.render(w, generator=torch.Generator().manual_seed(0))["image"] - photo).pow(2).mean().item()
+
+    start = gen.w_avg[None, None].repeat(1, gen.num_ws, 1)
+    assert err(ws) < 0.5 * err(start)

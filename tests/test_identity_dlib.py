@@ -124,19 +124,18 @@ def test_cli_compare_prints_json_and_refuses_faceless_photos(flat_photo, capsys)
 @pytest.mark.slow
 @needs_lfw
 def test_lfw_ten_folds(tmp_path):
-    """All 6,000 pairs (about 30 min on one core the first time; embeddings cached in scratch/).
-
-    Measured without jitter: 0.9868 ± 0.0042 at distance 0.6 (docs/identity.md); dlib's 0.9938 needs
-    100 jittered chips per face. The bound guards against a regression of the pipeline.
+    """All 6,000 pairs, descriptors averaged with the mirrored chip as `load("dlib")` does (about an hour on
+    one busy core the first time; embeddings cached in scratch/). Measured: 0.9903 ± 0.0034 at distance 0.6.
     """
     out = tmp_path / "lfw.json"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "lfw.py"), "--model", "dlib", "--out", str(out)]
+    script = REPO / "benchmarks" / "lfw.py"
+    cmd = [sys.executable, str(script), "--model", "dlib", "--mirror", "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["pairs"] == 6000 and res["found_by"]["fallback"] == 0
-    assert res[f"dlib-distance<{DLIB_DISTANCE_THRESHOLD}"]["mean"] >= 0.985
-    assert res["cosine@best-of-other-folds"]["mean"] >= 0.985
+    assert res[f"dlib-distance<{DLIB_DISTANCE_THRESHOLD}"]["mean"] >= 0.99
+    assert res["cosine@best-of-other-folds"]["mean"] >= 0.99
 
 
 @needs_faces

@@ -141,6 +141,7 @@ def register(app: typer.Typer) -> None:
         n_views: int = typer.Option(11, help="Evaluation views per latent (reference: 11)."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),
         n_fid: int = typer.Option(1000, help="Samples per FID (0: skip FID)."),
+        fid_bootstrap: int = typer.Option(50, help="Bootstrap resamples for the FID intervals (0: none)."),
         batch_size: int = typer.Option(32, help="Images per forward pass."),
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
         metrics = evaluate(pair.source, pair.unlearned, ws, held,
                            identity_model=load_identity_model(identity_model, pair.source), n_views=n_views,
                            n_random=n_random, n_fid=n_fid, fid_features=inception, seed=seed,
-                           batch_size=batch_size, progress=True)
+                           batch_size=batch_size, progress=True, fid_bootstrap=fid_bootstrap)
         metrics = {**metrics, "generator": generator, "adapter": str(adapter), "identity": description,
                    "strength": None if pair.adapter_set is None else pair.adapter_set.strength}
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "legato.cli.generate",
     "legato.cli.evaluate",
     "legato.cli.sweep",
+    "legato.cli.inspect",
 ]
 
 app = typer.Typer(

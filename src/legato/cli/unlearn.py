@@ -38,17 +38,21 @@ def register(app: typer.Typer) -> None:
                                                 "curricularface:PATH | synthfaces); default: the backend's own."),
         lr: float = typer.Option(1e-4, help="Adam learning rate (reference: 1e-4)."),
         target: str = typer.Option("extra", help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average."),
-        distance: str = typer.Option("2x", help="d: absolute (30, the reference in EG3D's W) or relative (2x)."),
+        distance: str = typer.Option(None, help="d: absolute (30, the reference in EG3D's W) or relative (1x); "
+                                     "default: the backend's recommendation, else 30."),
+        alpha: str = typer.Option(None, "--alpha", help="Max adjacency offset α: absolute (15, the reference) or "
+                                  "relative (0.25x); default: the backend's recommendation, else 15."),
         target_index: int = typer.Option(0, help="Which photo of a folder is forgotten; the others are held out."),
         refine_steps: int = typer.Option(0, help="Optimisation steps refining the inverted latent."),
         hidden: int = typer.Option(256, help="Adapter field hidden channels (reference: 256)."),
         t_end: float = typer.Option(1.6, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(0.4, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option("euler", help="euler | midpoint | rk4 | dopri5"),
-        lambda_feature: float = typer.Option(0.01, help="Feature-MSE weight (reference: 0.01)."),
-        lambda_perceptual: float = typer.Option(1.0, help="Perceptual weight (reference: 1)."),
-        lambda_identity: float = typer.Option(0.1, help="Identity weight (reference: 0.1)."),
-        lambda_trajectory: float = typer.Option(1.0, help="Trajectory-consistency weight (reference: 1)."),
+        lambda_feature: float = typer.Option(None, help="Feature-MSE weight (reference: 0.01)."),
+        lambda_perceptual: float = typer.Option(None, help="Perceptual weight (reference: 1)."),
+        lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
+        lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
+        lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
         single_block_trajectory: bool = typer.Option(False, help="Reproduce the reference's one-block term."),
         perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
@@ -65,25 +69,36 @@ def register(app: typer.Typer) -> None:
         if generator == "digits-flow":
             if forget_class is None:
                 raise InputError("--generator digits-flow needs --forget-class N")
+            import torch
+
             from legato.flows.unlearn import run as run_flow
 
+            torch.set_num_threads(1)  # the digits model is small: one thread is faster than two here
             metrics = run_flow(out, forget_class, method=method, seed=seed,
                                steps=iterations if iterations != 1000 else None)
-            typer.echo(f"wrote {out}: {metrics}")
+            shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
+            for key, value in list(shown.items())[:14]:
+                typer.echo(f"{key:>32}: {value}")
+            typer.echo(f"report: {out / 'report.html'}")
             return
         if identity is None:
             raise InputError("--identity is required (seed:N, a photo, a folder, latent:FILE or person:N)")
-        from legato.unlearning.config import LossWeights, UnlearnConfig
+        from legato.generators import load
+        from legato.unlearning.config import UnlearnConfig
         from legato.unlearning.run import unlearn
 
-        config = UnlearnConfig(
-            method=method, iterations=iterations, lr=lr, target=target, distance=distance, hidden=hidden,
-            t_end=t_end, step_size=step_size, solver=solver, seed=seed, perceptual=perceptual,
-            eval_every=eval_every, trajectory_single_block=single_block_trajectory,
-            weights=LossWeights(feature=lambda_feature, perceptual=lambda_perceptual, identity=lambda_identity,
-                                trajectory=lambda_trajectory),
+        UnlearnConfig(method=method).validate()  # an unknown method fails before anything loads
+        spec = generator
+        generator = load(spec)
+        config = UnlearnConfig.for_generator(
+            generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
+            alpha_max=alpha, hidden=hidden, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
+            perceptual=perceptual, eval_every=eval_every, trajectory_single_block=single_block_trajectory,
+            lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
+            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory,
         )
         metrics = unlearn(generator, identity, out, config, target_index=target_index, refine_steps=refine_steps,
+                          generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
                           identity_model=identity_model)
         _print_table(metrics, out)
@@ -95,10 +110,12 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
         """Forget a held-out SynthFaces person from one photo, evaluate on other photos and random others."""
+        from legato.synthfaces import load_generator
         from legato.unlearning.config import UnlearnConfig
         from legato.unlearning.run import unlearn
 
         typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out) …")
-        metrics = unlearn("synthfaces", DEMO_PERSON, out, UnlearnConfig(iterations=iterations, seed=seed),
-                          overwrite=True)
+        generator = load_generator()
+        config = UnlearnConfig.for_generator(generator, iterations=iterations, seed=seed)
+        metrics = unlearn(generator, DEMO_PERSON, out, config, overwrite=True)
         _print_table(metrics, out)

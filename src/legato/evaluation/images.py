@@ -83,14 +83,17 @@ def save_labelled_strip(images: torch.Tensor, labels: Sequence[str], path: str |
     scale = _scale_for(images.shape[-2])
     strip = Image.fromarray(grid_array(images, nrow=images.shape[0]))
     strip = strip.resize((strip.width * scale, strip.height * scale), Image.NEAREST)
-    band = 18
+    band = max(18, strip.height // 5)
     canvas = Image.new("RGB", (strip.width, strip.height + band), (255, 255, 255))
     canvas.paste(strip, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    try:  # a scalable font sized to the tiles (Pillow ≥ 10.1); else the small bitmap default
+        font = ImageFont.load_default(size=max(10, int(band * 0.6)))
+    except TypeError:
+        font = ImageFont.load_default()
     tile = (strip.width - 2 * scale) / images.shape[0]
     for i, label in enumerate(labels):
         x0, x1, _, y1 = draw.textbbox((0, 0), label, font=font)
-        x = 2 * scale + i * tile + (tile - (x1 - x0)) / 2
+        x = 2 * scale + i * tile + (tile - 2 * scale - (x1 - x0)) / 2 - x0  # centred under the image
         draw.text((x, strip.height + (band - y1) / 2), label, fill=(0, 0, 0), font=font)
     return _write_png(np.asarray(canvas), path)

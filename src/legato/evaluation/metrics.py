@@ -13,6 +13,7 @@ and `unlearned` (the same network with adapters, or a fine-tuned copy).
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
 
 import numpy as np
@@ -38,14 +39,13 @@ def _device(gen) -> torch.device:
     return gen.w_avg.device
 
 
-def _identity_model(source, identity_model):
-    model = identity_model if identity_model is not None else source.identity_model()
-    if model is None:
-        raise InputError(
-            f"generator {getattr(source, 'name', '?')!r} has no identity model of its own; pass one "
-            "(--identity-model dlib | arcface:PATH | curricularface:PATH)"
-        )
-    return model
+NO_IDENTITY_NOTE = ("no identity model: the generator has none and none was given (--identity-model), so the "
+                    "identity metrics were not computed")
+
+
+def _optional_identity_model(source, identity_model):
+    """The given identity model, else the backend's own, else None (real backends may have none)."""
+    return identity_model if identity_model is not None else source.identity_model()
 
 
 def _model_name(model) -> str:
@@ -93,9 +93,9 @@ def mean_ci95(values) -> tuple[float, list[float] | None]:
     mean = float(x.mean())
     if x.size < 2:
         return mean, None
-    from scipy import stats
+    from scipy.special import stdtrit  # Student-t quantile (lighter to import than scipy.stats)
 
-    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    half = float(stdtrit(x.size - 1, 0.975) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, [mean - half, mean + half]
 
 
@@ -106,15 +106,33 @@ def random_ws(gen, n: int, seed: int) -> torch.Tensor:
         return gen.mapping(z.to(_device(gen)))
 
 
+# source generator → {settings: its identity embeddings}; weak, so a dropped source takes its entry with it
+_SOURCE_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 @torch.no_grad()
 def quick_scores(source, unlearned, target_ws: torch.Tensor, *, identity_model, n_random: int = 16,
                  n_views: int = 3, seed: int = 0) -> dict:
-    """Cheap `id_target` and `id_preservation` for the collapse curve logged during training."""
-    identity_model = _identity_model(source, identity_model)
+    """Cheap `id_target` and `id_preservation` for the collapse curve logged during training.
+
+    Both are None when there is no identity model (neither given nor the backend's own). The source's
+    embeddings are computed at the first call and reused while `source`, the model and settings stay the
+    same (the source must not change in place between calls).
+    """
+    identity_model = _optional_identity_model(source, identity_model)
+    if identity_model is None:
+        return {"id_target": None, "id_preservation": None}
     target_ws = _check_ws(target_ws, source, "target_ws")
     views = source.views(n_views).to(_device(source))
     ws = torch.cat([target_ws, random_ws(source, n_random, seed + 1)])
-    sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size=256)
+    # the source is frozen, so its embeddings are the same at every call of one training run: keep them
+    key = (id(identity_model), n_random, n_views, seed, target_ws.cpu().numpy().tobytes())
+    cache = _SOURCE_EMBEDDINGS.setdefault(source, {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = _embed(source, identity_model, *_pairs(ws, views), batch_size=256)
+    sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size=256,
+                             source_embeddings=cache[key])
     k = target_ws.shape[0]
     return {"id_target": float(sims[:k].mean()), "id_preservation": float(sims[k:].mean())}
 
@@ -154,25 +172,37 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
     FIDs; `fid_bootstrap` resamples give each FID's interval (0: none). Each figure comes with `<key>_n`
     (its sample size) and, where it is an average over random draws, `<key>_ci95`: a t-interval over
     latents for the identity scores (over views for a single forgotten latent), ±1.96 bootstrap s.d. for FIDs.
+
+    `identity_model` defaults to `source.identity_model()`; when there is none, every `id_*` value is None
+    and `identity_note` says why (likewise `fid_note` when FID has no feature extractor).
     """
     if n_views < 1 or n_random < 0 or n_fid < 0 or batch_size < 1:
         raise InputError("n_views and batch_size must be ≥ 1, n_random and n_fid ≥ 0")
     if n_fid == 1:
         raise InputError("n_fid must be 0 (no FID) or at least 2")
-    identity_model = _identity_model(source, identity_model)
+    identity_model = _optional_identity_model(source, identity_model)
     target_ws = _check_ws(target_ws, source, "target_ws")
     if held_out_ws is not None:
         held_out_ws = _check_ws(held_out_ws, source, "held_out_ws")
     device = _device(source)
     views = source.views(n_views).to(device)
-    extractor = fidlib.resolve_features(fid_features, identity_model) if n_fid else None
-    if n_fid and real_images is None:
+    extractor = None
+    if n_fid and (fid_features is not None or identity_model is not None):
+        extractor = fidlib.resolve_features(fid_features, identity_model)
+    if extractor is not None and real_images is None:
         real_images = source.real_images(n_fid, seed)
 
-    id_batches = -(-(target_ws.shape[0] + (0 if held_out_ws is None else held_out_ws.shape[0]) + n_random)
-                   * n_views // batch_size)
-    fid_batches = -(-n_fid // batch_size) * (2 if real_images is not None else 1)
-    result: dict = {"identity_model": _model_name(identity_model), "views": n_views, "seed": seed}
+    id_batches = 0 if identity_model is None else -(
+        -(target_ws.shape[0] + (0 if held_out_ws is None else held_out_ws.shape[0]) + n_random) * n_views
+        // batch_size)
+    fid_batches = 0 if extractor is None else -(-n_fid // batch_size) * (2 if real_images is not None else 1)
+    result: dict = {"identity_model": None if identity_model is None else _model_name(identity_model),
+                    "views": n_views, "seed": seed}
+    if identity_model is None:
+        result["identity_note"] = NO_IDENTITY_NOTE
+    if n_fid and extractor is None:
+        result["fid_note"] = ("no FID features: no identity model to take them from and no Inception weights "
+                              "given (--inception PATH), so FID was not computed")
     with _progress(progress, id_batches + fid_batches) as bar:
         task = bar.add_task("evaluating", total=id_batches + fid_batches) if bar is not None else None
 
@@ -181,6 +211,9 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
                 bar.advance(task, k)
 
         def id_metric(key: str, ws: torch.Tensor, per_view: bool) -> None:
+            if identity_model is None:
+                result[key], result[f"{key}_n"], result[f"{key}_ci95"] = None, 0, None
+                return
             sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size)
             advance(-(-ws.shape[0] * n_views // batch_size))
             # one forgotten latent: the views are the samples; several latents: one value per latent

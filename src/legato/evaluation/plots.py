@@ -91,5 +91,9 @@ def plot_sweep(result: dict, png_path: str | Path) -> Path:
     ax.set_ylabel("identity cosine to source")
     ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    else:  # no identity model: nothing was scored
+        ax.text(0.5, 0.5, "no identity scores (no identity model)", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
     return save_figure(fig, png_path)

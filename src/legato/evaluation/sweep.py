@@ -16,7 +16,15 @@ import torch
 from legato.errors import InputError
 from legato.evaluation import images as im
 from legato.evaluation import plots
-from legato.evaluation.metrics import _check_ws, _embed, _identity_model, _model_name, _pairs, random_ws
+from legato.evaluation.metrics import (
+    NO_IDENTITY_NOTE,
+    _check_ws,
+    _embed,
+    _model_name,
+    _optional_identity_model,
+    _pairs,
+    random_ws,
+)
 
 DEFAULT_STRENGTHS = tuple(round(i / 10, 1) for i in range(11))
 
@@ -31,28 +39,48 @@ def _check_strengths(strengths: Sequence[float]) -> list[float]:
     return values
 
 
-def _spearman(x: list[float], y: list[float]) -> float | None:
-    if len(x) < 3 or np.ptp(y) == 0 or np.ptp(x) == 0:
-        return None
-    from scipy.stats import spearmanr
+def _average_ranks(values: list[float]) -> np.ndarray:
+    """Ranks 1…n, ties sharing the mean of their ranks."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    i = 0
+    while i < x.size:
+        j = i
+        while j + 1 < x.size and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
 
-    rho = spearmanr(x, y).statistic
-    return None if not np.isfinite(rho) else float(rho)
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's ρ (Pearson correlation of average ranks); None when either side is constant or n < 3."""
+    if len(x) != len(y):
+        raise InputError(f"spearman needs paired values, got {len(x)} and {len(y)}")
+    if len(x) < 3:
+        return None
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
+    return None if denom == 0 else float((rx * ry).sum() / denom)
 
 
 @torch.no_grad()
 def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_ws: torch.Tensor | None = None,
               strengths: Sequence[float] = DEFAULT_STRENGTHS, *, identity_model=None, n_random: int = 32,
-              n_views: int = 11, seed: int = 0, batch_size: int = 64, progress: bool = False) -> dict:
+              n_views: int = 5, seed: int = 0, batch_size: int = 64, progress: bool = False) -> dict:
     """`id_target`, `id_others`, `id_preservation` of `unlearned` at each strength of `adapter_set`.
 
     `unlearned` must be the model `adapter_set` is attached to. Source embeddings are computed once; the
     adapter set's strength is restored afterwards. Returns `points` (one dict per strength), `spearman`
     (Spearman ρ of id_target against strength; None when undefined), `monotone` (id_target never rises),
     and `strength0_max_abs_diff` (max |unlearned − source| pixel difference at strength 0, when swept).
+    Without an identity model (none given, none of the backend's) the scores are None, as are `spearman`
+    and `monotone`, and `identity_note` says so.
     """
     values = _check_strengths(strengths)
-    identity_model = _identity_model(source, identity_model)
+    identity_model = _optional_identity_model(source, identity_model)
     target_ws = _check_ws(target_ws, source, "target_ws")
     groups = {"id_target": target_ws}
     if held_out_ws is not None:
@@ -61,7 +89,8 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
         groups["id_preservation"] = random_ws(source, n_random, seed + 1)
     views = source.views(n_views).to(target_ws.device)
     pairs = {k: _pairs(ws, views) for k, ws in groups.items()}
-    src = {k: _embed(source, identity_model, w, c, batch_size) for k, (w, c) in pairs.items()}
+    src = {} if identity_model is None else {
+        k: _embed(source, identity_model, w, c, batch_size) for k, (w, c) in pairs.items()}
 
     saved = (adapter_set.strength, adapter_set.enabled)
     points, diff0 = [], None
@@ -78,6 +107,9 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
             adapter_set.strength = s
             point = {"strength": s}
             for key, (w, c) in pairs.items():
+                if identity_model is None:
+                    point[key] = None
+                    continue
                 e_u = _embed(unlearned, identity_model, w, c, batch_size)
                 point[key] = float((src[key] * e_u).sum(1).clamp(-1, 1).mean())
             if s == 0.0:
@@ -94,19 +126,23 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
     ids = [p["id_target"] for p in points]
     order = np.argsort(values, kind="stable")
     ids_sorted = [ids[i] for i in order]
-    return {
+    scored = identity_model is not None
+    result = {
         "strengths": values,
         "points": points,
-        "spearman": _spearman(values, ids),
-        "monotone": bool(all(b <= a for a, b in zip(ids_sorted, ids_sorted[1:], strict=False))),
+        "spearman": spearman(values, ids) if scored else None,
+        "monotone": bool(all(b <= a for a, b in zip(ids_sorted, ids_sorted[1:], strict=False))) if scored else None,
         "strength0_max_abs_diff": diff0,
-        "identity_model": _model_name(identity_model),
+        "identity_model": _model_name(identity_model) if scored else None,
         "threshold": getattr(identity_model, "threshold", None),
         "views": n_views,
         "n_random": n_random,
         "held_out": 0 if held_out_ws is None else int(held_out_ws.shape[0]),
         "seed": seed,
     }
+    if not scored:
+        result["identity_note"] = NO_IDENTITY_NOTE
+    return result
 
 
 def save_sweep_plot(result: dict, path: str | Path) -> Path:

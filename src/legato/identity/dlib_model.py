@@ -38,7 +38,7 @@ class DlibConfig:
     chip_size: int = 150  # the network's input
     padding: float = 0.25  # context around the face in the chip
     jitters: int = 0  # dlib's random re-crops averaged per face (0: the chip alone; dlib used 100 for LFW)
-    mirror: bool = False  # also describe the mirrored chip and average the two descriptors
+    mirror: bool = True  # also describe the mirrored chip and average the two (LFW: 0.9868 → 0.9903)
     upsample: int = 1  # HOG detector upsampling (finds faces down to ~40 px)
     cnn_fallback: bool = False  # try dlib's CNN face detector when HOG finds nothing (slow on CPU)
 

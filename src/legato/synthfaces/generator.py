@@ -131,6 +131,10 @@ class SynthFacesGenerator(Generator):
     """The embedded default generator (implements `legato.generators.base.Generator`)."""
 
     name = "synthfaces"
+    # Unlearning settings measured to work in this world (docs/unlearning.md): the reference's absolute
+    # d = 30 / α ≤ 15 belong to EG3D's W space; here the target sits one typical ‖w − w_avg‖ away, adjacent
+    # latents within a quarter of it, and the global preservation term weighs 3.
+    unlearning_defaults = {"distance": "1x", "alpha_max": "0.25x", "lambda_global_": 3.0}
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()

@@ -30,10 +30,10 @@ class UnlearnConfig:
     lr: float = 1e-4  # reference: Adam, lr 1e-4
     target: str = "extra"  # UFO target: w_avg − d·unit(w_u − w_avg) ("extra") or w_avg ("average")
     # d as an absolute W-space distance ("30", the reference's value in EG3D's W space) or relative to the
-    # median ‖w − w_avg‖ of random latents ("2x"): the relative form transfers across models.
-    distance: str = "2x"
+    # median ‖w − w_avg‖ of random latents ("1x"): the relative form transfers across models.
+    distance: str = "30"
     n_adjacent: int = 2  # reference: 2 adjacent latents per iteration
-    alpha_max: float = 15.0  # reference: α ~ U(0, 15) in EG3D's W space (scaled like d when d is relative)
+    alpha_max: str = "15"  # reference: α ~ U(0, 15) in EG3D's W space; absolute or relative like `distance`
     n_global: int = 2  # reference: 2 random latents for the global preservation loss
     weights: LossWeights = field(default_factory=LossWeights)
     trajectory_single_block: bool = False  # reproduce the reference code's single-block trajectory term
@@ -59,6 +59,21 @@ class UnlearnConfig:
         if not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
         parse_distance(self.distance)
+        parse_distance(self.alpha_max)
+
+    @classmethod
+    def for_generator(cls, generator, **overrides) -> UnlearnConfig:
+        """Reference settings, then the backend's own recommendations (`unlearning_defaults`), then
+        `overrides` (values of None are ignored)."""
+        cfg = cls()
+        backend = dict(getattr(generator, "unlearning_defaults", {}) or {})
+        for source in (backend, {k: v for k, v in overrides.items() if v is not None}):
+            for key, value in source.items():
+                if key.startswith("lambda_"):
+                    setattr(cfg.weights, key[len("lambda_"):], value)
+                else:
+                    setattr(cfg, key, value)
+        return cfg
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -35,9 +35,12 @@ def work_dir_for(out: Path) -> Path:
 
 
 def _freeze(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    """Eval mode, no gradients — for modules; other callables (wrapped identity models) pass through."""
+    if hasattr(model, "eval"):
+        model.eval()
+    if hasattr(model, "parameters"):
+        for p in model.parameters():
+            p.requires_grad_(False)
     return model
 
 
@@ -64,19 +67,21 @@ def unlearn(
 
     Returns the metrics dict also written to `out/metrics.json`.
     """
-    config = config or UnlearnConfig()
-    config.validate()
     out = Path(out)
     work = work_dir_for(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pick another --out or pass --overwrite")
     if resume and not (work / CHECKPOINT).is_file():
         raise InputError(f"nothing to resume: {work / CHECKPOINT} does not exist")
+    if config is not None:
+        config.validate()  # before any loading: a bad option fails at once
     if isinstance(generator, str):
         from legato.generators import load
 
         generator_spec = generator
         generator = load(generator)
+    config = config or UnlearnConfig.for_generator(generator)
+    config.validate()
     torch.manual_seed(config.seed)
     t_start = time.perf_counter()
 
@@ -87,9 +92,10 @@ def unlearn(
         identity, source, target_index=target_index, seed=config.seed, refine_steps=refine_steps)
     ws_u = ident.ws.detach()
     value, relative = parse_distance(config.distance)
-    scale = typical_distance(source) if relative else 1.0
-    distance = value * scale
-    alpha_max = config.alpha_max * (scale / 15.0 if relative else 1.0)  # keep α's ratio to d when relative
+    alpha_value, alpha_relative = parse_distance(config.alpha_max)
+    scale = typical_distance(source) if (relative or alpha_relative) else 1.0
+    distance = value * (scale if relative else 1.0)
+    alpha_max = alpha_value * (scale if alpha_relative else 1.0)
     ws_t = ufo_target(ws_u, source.w_avg, config.target, distance)
 
     identity_model_spec = identity_model
@@ -138,6 +144,7 @@ def unlearn(
         "perceptual_backend": perceptual.name,
         "threshold": getattr(identity_model, "threshold", None),
         "target_distance": round(distance, 4),
+        "typical_w_distance": round(scale, 4) if (relative or alpha_relative) else None,
         "final_losses": result.final_losses,
     }
 

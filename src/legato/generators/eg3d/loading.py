@@ -54,3 +54,16 @@ def build_eg3d(init_args, init_kwargs: Mapping, tensors: Mapping[str, torch.Tens
         net.neural_rendering_resolution = net.superresolution.input_resolution
     net.eval().requires_grad_(False)
     return EG3DGenerator(net, options).to(device)
+
+
+def network_parts(net: TriPlaneGenerator, init_kwargs: Mapping) -> dict:
+    """What a writer of the NVlabs format needs to store `net` as a `TriPlaneGenerator` (test fixtures):
+    class name, constructor kwargs, tensors by name and the plain attributes the reader gives back."""
+    return {
+        "class_name": CLASS_NAMES[0],
+        "init_args": (),
+        "init_kwargs": _plain(dict(init_kwargs)),
+        "tensors": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        "attributes": {"neural_rendering_resolution": int(net.neural_rendering_resolution),
+                       "rendering_kwargs": _plain(dict(net.rendering_kwargs))},
+    }

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from legato.errors import InputError
-from legato.generators.stylegan2.layers import SynthesisBlock, SynthesisLayer, ToRGBLayer, setup_filter
+from legato.generators.stylegan2.layers import SynthesisBlock, SynthesisLayer, ToRGBLayer
+from legato.generators.stylegan2.resample import setup_filter
 
 
 @dataclass(frozen=True)

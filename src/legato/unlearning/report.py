@@ -41,7 +41,8 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
     if trainable.adapter_set is not None:
         strengths = [i / 10 for i in range(11)]
         result = sweep.run_sweep(source, unlearned, trainable.adapter_set, ident.ws, ident.held_out_ws,
-                                 strengths, identity_model=source.identity_model(), seed=seed)
+                                 strengths, identity_model=source.identity_model(), seed=seed,
+                                 n_random=16)  # the report's sweep: 16 random people keep it affordable
         trainable.adapter_set.strength = 1.0
         atomic_write_json(work / "sweep.json", result)
         sweep.save_sweep_plot(result, work / "sweep.png")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench venv
+.PHONY: demo test test-slow lint bench bench-full venv
 
 venv: $(STAMP)
 
@@ -31,3 +31,6 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/run.py --full

@@ -70,7 +70,7 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
     for scenario, spec_of in SCENARIOS.items():
         if scenario not in mode["scenarios"]:
             continue
-        for i in range(mode["identities"]):
+        for i in range(mode.get("first", 0), mode.get("first", 0) + mode["identities"]):
             for method in mode["methods"]:
                 spec = spec_of(i)
                 run_dir = out / "runs" / f"{scenario}-{i}-{method}"
@@ -266,6 +266,7 @@ def main() -> int:
     ap.add_argument("--methods", nargs="*", default=None, help=f"subset of {list(METHODS)}")
     ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
+    ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
     args = ap.parse_args()
     name = "full" if args.full else "quick"
     mode = dict(MODES[name])
@@ -274,6 +275,7 @@ def main() -> int:
     if args.iterations:
         mode["iterations"] = args.iterations
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
+    mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)
     out = args.out or ROOT / "results" / name
     out.mkdir(parents=True, exist_ok=True)

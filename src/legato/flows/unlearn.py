@@ -293,23 +293,13 @@ def run(
                 student.model, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
             )
         )
-        leak_teacher = leakage(
-            student.model,
-            data.of_class(forget_class),
-            data.of_class(forget_class, "test"),
-            forget_class,
-            seed=seed,
-            draws=cfg.leakage_draws,
-        )
-        student.set_strength(1.0)
-        leak_student = leakage(
-            student.model,
-            data.of_class(forget_class),
-            data.of_class(forget_class, "test"),
-            forget_class,
-            seed=seed,
-            draws=cfg.leakage_draws,
-        )
+        def leakage_at(strength: float):
+            student.set_strength(strength)
+            return leakage(student.model, data.of_class(forget_class), data.of_class(forget_class, "test"),
+                           forget_class, seed=seed, draws=cfg.leakage_draws)
+
+        leak_teacher = leakage_at(0.0)  # strength 0 is the teacher
+        leak_student = leakage_at(1.0)
         f_ref, f_t = features(classifier, ref), features(classifier, teacher_x)
         f_s = features(classifier, samples[1.0][retained_mask])
         teacher_row = s0 or {"forget_acc": None, "retain_acc": None, "per_class": {}}

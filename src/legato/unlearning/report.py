@@ -9,7 +9,9 @@ import torch
 from legato.files import atomic_write_json
 
 
-def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: dict, seed: int = 0) -> Path:
+def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: dict, *, identity_model=None,
+                     seed: int = 0) -> Path:
+    """Pictures, sweep and collapse plots of a finished run, judged by the run's own `identity_model`."""
     from legato.evaluation import images as im
     from legato.evaluation import plots, report, sweep
 
@@ -41,7 +43,7 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
     if trainable.adapter_set is not None:
         strengths = [i / 10 for i in range(11)]
         result = sweep.run_sweep(source, unlearned, trainable.adapter_set, ident.ws, ident.held_out_ws,
-                                 strengths, identity_model=source.identity_model(), seed=seed,
+                                 strengths, identity_model=identity_model, seed=seed,
                                  n_random=16)  # the report's sweep: 16 random people keep it affordable
         trainable.adapter_set.strength = 1.0
         atomic_write_json(work / "sweep.json", result)

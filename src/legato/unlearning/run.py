@@ -168,7 +168,8 @@ def unlearn(
     if report:
         from legato.unlearning.report import write_run_report
 
-        write_run_report(work, source, unlearned, trainable, ident, metrics, seed=config.seed)
+        write_run_report(work, source, unlearned, trainable, ident, metrics, identity_model=identity_model,
+                         seed=config.seed)
     metrics["seconds_total"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(work / "metrics.json", metrics)
     (work / CHECKPOINT).unlink(missing_ok=True)

@@ -66,10 +66,8 @@ def _render(gen, ws, cams, n_loc: int, want_features: bool):
     """Images of all rows and features of the first `n_loc` rows, in one pass when the backend can."""
     if not want_features:
         return gen.synthesis(ws, cams), None
-    if hasattr(gen, "synthesis_with_features"):
-        img, feats = gen.synthesis_with_features(ws, cams)
-        return img, feats[:n_loc]
-    return gen.synthesis(ws, cams), gen.features(ws[:n_loc], cams[:n_loc])
+    img, feats = gen.synthesis_with_features(ws, cams)
+    return img, feats[:n_loc]
 
 
 def _local_terms(pair, sl: slice, w, perceptual, identity_model) -> torch.Tensor:

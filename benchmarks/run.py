@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import platform
 import shutil
 import statistics
@@ -33,7 +34,7 @@ SCENARIOS = {
 }
 MODES = {
     # identities per scenario, iterations, collapse steps, many-identities count, eval sizes
-    "quick": dict(identities=2, iterations=300, collapse=900, many=4, n_random=32, n_fid=256, ablate_ids=1),
+    "quick": dict(identities=2, iterations=200, collapse=600, many=3, n_random=24, n_fid=128, ablate_ids=1),
     "full": dict(identities=10, iterations=1000, collapse=3000, many=20, n_random=100, n_fid=1000, ablate_ids=3),
 }
 METRICS = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
@@ -52,6 +53,20 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return m, stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
+def _init_worker() -> None:
+    from legato.runtime import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(1)  # one thread per worker: on a small CPU, two workers beat one two-thread job
+
+
+def _pool(workers: int):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+
+
 def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False, **overrides) -> dict:
     from legato.synthfaces import load_generator
     from legato.unlearning.config import UnlearnConfig
@@ -67,22 +82,22 @@ def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False,
 
 
 def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
-    for scenario, spec_of in SCENARIOS.items():
-        if scenario not in mode["scenarios"]:
-            continue
-        for i in range(mode.get("first", 0), mode.get("first", 0) + mode["identities"]):
-            for method in mode["methods"]:
-                spec = spec_of(i)
-                run_dir = out / "runs" / f"{scenario}-{i}-{method}"
-                m = run_one(spec, method, run_dir, mode, report=(method == "legato"))
-                row = {"scenario": scenario, "identity": spec, "method": method,
-                       **{k: m.get(k) for k in METRICS}, "trainable_params": m["trainable_params"],
-                       "seconds": m["seconds"], "seconds_to_forget": m.get("seconds_to_forget"),
-                       "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
-                       "sweep_spearman": m.get("sweep_spearman_id_target")}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                write_table(rows, out)  # keep what is done if the run is cut short
+    jobs = [(scenario, i, method) for scenario in SCENARIOS if scenario in mode["scenarios"]
+            for i in range(mode.get("first", 0), mode.get("first", 0) + mode["identities"])
+            for method in mode["methods"]]
+    with _pool(mode["workers"]) as pool:
+        futures = [pool.submit(run_one, SCENARIOS[sc](i), method, out / "runs" / f"{sc}-{i}-{method}", mode,
+                               report=(method == "legato")) for sc, i, method in jobs]
+        for (scenario, i, method), fut in zip(jobs, futures, strict=True):
+            m = fut.result()
+            row = {"scenario": scenario, "identity": SCENARIOS[scenario](i), "method": method,
+                   **{k: m.get(k) for k in METRICS}, "trainable_params": m["trainable_params"],
+                   "seconds": m["seconds"], "seconds_to_forget": m.get("seconds_to_forget"),
+                   "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
+                   "sweep_spearman": m.get("sweep_spearman_id_target")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            write_table(rows, out)  # keep what is done if the run is cut short
 
 
 def write_table(rows: list[dict], out: Path) -> str:
@@ -127,12 +142,15 @@ def collapse(mode: dict, out: Path) -> dict:
     import matplotlib.pyplot as plt
 
     curves = {}
-    for method in METHODS:
-        cfg_mode = {**mode, "iterations": mode["collapse"]}
-        d = out / "collapse" / method
-        run_one(SCENARIOS["in-domain"](0), method, d, cfg_mode)
-        log = [json.loads(x) for x in (d / "log.jsonl").read_text().splitlines()]
-        curves[method] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
+    cfg_mode = {**mode, "iterations": mode["collapse"]}
+    with _pool(mode["workers"]) as pool:
+        futures = {m: pool.submit(run_one, SCENARIOS["in-domain"](0), m, out / "collapse" / m, cfg_mode)
+                   for m in mode["methods"]}
+        for method, fut in futures.items():
+            fut.result()
+            log = [json.loads(x) for x in (out / "collapse" / method / "log.jsonl").read_text().splitlines()]
+            curves[method] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log
+                              if "id_preservation" in r]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method, pts in curves.items():
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=method)
@@ -155,33 +173,10 @@ def many_identities(mode: dict, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from legato.evaluation.metrics import evaluate
-    from legato.synthfaces import load_generator
-    from legato.unlearning.config import UnlearnConfig
-    from legato.unlearning.run import unlearn
-
-    results = {}
-    for method in ("legato", "guide"):
-        base = load_generator()
-        current = load_generator()
-        pts = []
-        for k in range(mode["many"]):
-            cfg = UnlearnConfig.for_generator(base, method=method, iterations=mode["iterations"], eval_every=10_000)
-            d = out / "many" / f"{method}-{k}"
-            unlearn(current, SCENARIOS["random"](50 + k), d, cfg, overwrite=True, n_random=8, n_fid=64,
-                    progress=False, report=False, source=base, adapter_name=f"person{k}")
-            if method == "guide":  # continue from the fine-tuned weights
-                from safetensors.torch import load_file
-
-                state = load_file(str(d / "adapter" / "finetuned_weights.safetensors"))
-                current.load_state_dict(state, strict=False)
-            target = load_file_ws(d)
-            m = evaluate(base, current, target, None, n_random=mode["n_random"], n_fid=mode["n_fid"],
-                         progress=False)
-            pts.append((k + 1, m["id_preservation"], m["fid_pre"]))
-            print(json.dumps({"many": method, "forgotten": k + 1, "id_preservation": m["id_preservation"],
-                              "fid_pre": m["fid_pre"]}), flush=True)
-        results[method] = pts
+    methods = [m for m in ("legato", "guide") if m in mode["methods"]]
+    with _pool(mode["workers"]) as pool:
+        futures = {m: pool.submit(_forget_many, m, mode, out) for m in methods}
+        results = {m: f.result() for m, f in futures.items()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method, pts in results.items():
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
@@ -193,6 +188,34 @@ def many_identities(mode: dict, out: Path) -> dict:
     fig.savefig(out / "many_identities.png", dpi=110)
     plt.close(fig)
     return results
+
+
+def _forget_many(method: str, mode: dict, out: Path) -> list[tuple[int, float, float]]:
+    from legato.evaluation.metrics import evaluate
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.run import unlearn
+
+    base = load_generator()
+    current = load_generator()
+    pts = []
+    for k in range(mode["many"]):
+        cfg = UnlearnConfig.for_generator(base, method=method, iterations=mode["iterations"], eval_every=10_000)
+        d = out / "many" / f"{method}-{k}"
+        unlearn(current, SCENARIOS["random"](50 + k), d, cfg, overwrite=True, n_random=8, n_fid=64,
+                progress=False, report=False, source=base, adapter_name=f"person{k}")
+        if method == "guide":  # continue from the fine-tuned weights
+            from safetensors.torch import load_file
+
+            state = load_file(str(d / "adapter" / "finetuned_weights.safetensors"))
+            current.load_state_dict(state, strict=False)
+        target = load_file_ws(d)
+        m = evaluate(base, current, target, None, n_random=mode["n_random"], n_fid=mode["n_fid"],
+                     progress=False)
+        pts.append((k + 1, m["id_preservation"], m["fid_pre"]))
+        print(json.dumps({"many": method, "forgotten": k + 1, "id_preservation": m["id_preservation"],
+                          "fid_pre": m["fid_pre"]}), flush=True)
+    return pts
 
 
 def load_file_ws(run_dir: Path) -> torch.Tensor:
@@ -241,9 +264,12 @@ def ablations(mode: dict, out: Path) -> str:
     }
     lines = ["| variant | id_target ↓ | id_others ↓ | id_preservation ↑ | fid_pre ↓ | trainable params |",
              "|---|---|---|---|---|---|"]
-    for name, ov in variants.items():
-        ms = [run_one(SCENARIOS["in-domain"](i), "legato", out / "ablations" / f"{len(lines)}-{i}", mode, **ov)
-              for i in range(mode["ablate_ids"])]
+    with _pool(mode["workers"]) as pool:
+        futures = {name: [pool.submit(run_one, SCENARIOS["in-domain"](i), "legato", out / "ablations" / f"{v}-{i}",
+                                      mode, **ov) for i in range(mode["ablate_ids"])]
+                   for v, (name, ov) in enumerate(variants.items())}
+        results = {name: [f.result() for f in fs] for name, fs in futures.items()}
+    for name, ms in results.items():
         cells = []
         for k in ("id_target", "id_others", "id_preservation", "fid_pre"):
             m, h = ci95([x.get(k) for x in ms])
@@ -253,6 +279,64 @@ def ablations(mode: dict, out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / "ablations.md").write_text(text)
     return text
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def readme_block(summary: dict, out: Path, images: Path | None) -> str:
+    """The README's benchmark section, generated from one run: command, machine, table, plots.
+
+    With `images`, the plots are copied there (docs/images/) and linked from the README; without, the block
+    links them where this run wrote them."""
+    m = summary["machine"]
+    s = summary["settings"]
+    lines = [
+        f"Generated by `{summary['command']}` on {m['processor']}, {m['cpu_count']} CPU cores, "
+        f"{m['workers']} runs in parallel with one torch thread each, torch {m['torch']}, Python {m['python']} "
+        f"({summary['seconds'] / 60:.0f} minutes in all). SynthFaces, {s['identities']} identities per scenario, "
+        f"{s['iterations']} iterations per run, the world's default settings; mean ± 95% t-interval over the "
+        "identities; times are wall seconds in that run (compare them within the table only).",
+        "",
+    ]
+    if "table" in summary:
+        lines += [summary["table"].rstrip(), ""]
+    pictures = [("controllability.png", "controllability"), ("collapse.png", "collapse"),
+                ("many_identities.png", "many identities")]
+    shown = []
+    for name, alt in pictures:
+        if (out / name).is_file():
+            if images is None:
+                shown.append(f"![{alt}]({out / name})")
+                continue
+            images.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / name, images / f"bench_{name}")
+            shown.append(f"![{alt}](docs/images/bench_{name})")
+    if shown:
+        lines += [" ".join(shown), ""]
+    if (out / "ablations.md").is_file():
+        lines += ["Ablations (`legato`, in-domain):", "", (out / "ablations.md").read_text().rstrip(), ""]
+    lines.append("What these numbers do and do not show: `docs/benchmarks.md`.")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, block: str) -> None:
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} … {README_END} block to replace")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
 
 
 def main() -> int:
@@ -267,6 +351,10 @@ def main() -> int:
     ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
     ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
+    ap.add_argument("--update-readme", action="store_true",
+                    help="write the table and plots into README.md (between the bench markers) and docs/images/")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="runs in parallel, one torch thread each (default: min(2, CPU count))")
     args = ap.parse_args()
     name = "full" if args.full else "quick"
     mode = dict(MODES[name])
@@ -277,12 +365,14 @@ def main() -> int:
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)
+    mode["workers"] = max(1, args.workers)
     out = args.out or ROOT / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     parts = args.only or ["table", "controllability", "collapse", "many", "ablations"]
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     summary = {"mode": name, "settings": mode, "machine": {"python": platform.python_version(),
-               "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "platform": platform.platform()},
+               "torch": torch.__version__, "cpu_count": os.cpu_count(), "workers": mode["workers"],
+               "threads_per_worker": 1, "processor": cpu_name(),
+               "platform": platform.platform()},
                "command": "python " + " ".join(sys.argv)}
     t0 = time.perf_counter()
     if "table" in parts:
@@ -300,6 +390,10 @@ def main() -> int:
         summary["ablations"] = ablations(mode, out)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    block = readme_block(summary, out, ROOT.parent / "docs" / "images" if args.update_readme else None)
+    (out / "readme_section.md").write_text(block + "\n")
+    if args.update_readme:
+        update_readme(ROOT.parent / "README.md", block)
     shutil.rmtree(out / "many", ignore_errors=True)  # bulky intermediate runs
     print(f"wrote {out} in {summary['seconds']} s")
     return 0

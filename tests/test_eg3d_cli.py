@@ -71,3 +71,21 @@ def test_unlearn_cli_on_the_fixture_with_a_photo(fixture_pickle, tmp_path):
     assert metrics["identity"]["kind"] == "photo"
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["target_sites"] == [f"net.backbone.synthesis.b{r}.conv1" for r in (8, 16, 32)]
+
+
+def test_rendering_options_reach_the_loaded_network(fixture_pickle):
+    from legato.errors import InputError
+    from legato.generators import load
+    from legato.generators.eg3d import EG3DOptions
+
+    path, _ = fixture_pickle
+    gen = load(str(path), device="cpu", eg3d_options=EG3DOptions(neural_rendering_resolution=8, ray_chunk=17,
+                                                                  gradient_checkpointing=True))
+    assert gen.neural_rendering_resolution == 8
+    assert gen.net.renderer.ray_chunk == 17 and gen.net.renderer.checkpoint
+    ws = gen.mapping(torch.randn(1, 16, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        img = gen.synthesis(ws, gen.views(1))
+    assert img.shape[-1] == gen.img_resolution  # super-resolution still lifts to the output size
+    with pytest.raises(InputError):
+        load("synthfaces", eg3d_options=EG3DOptions(neural_rendering_resolution=8))

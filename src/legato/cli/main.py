@@ -14,6 +14,7 @@ import typer
 
 from legato import __version__
 from legato.errors import LegatoError
+from legato.runtime import keep_freed_memory
 
 COMMAND_MODULES = [
     "legato.cli.adapters",
@@ -61,6 +62,7 @@ _register_all()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a `LegatoError` becomes one line on stderr and exit code 2."""
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=False)
     except LegatoError as e:

@@ -10,8 +10,36 @@ from legato.errors import InputError
 from legato.generators.base import Generator
 
 
-def load(spec: str = "synthfaces", device: str | torch.device = "cpu") -> Generator:
-    """Return a `Generator` for `spec`: `"synthfaces"` (the embedded default) or a network pickle path."""
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `mps` as a torch device; one clear error when it is not available here."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} requested but no CUDA device is available to this PyTorch "
+                             f"({torch.__version__})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} requested but MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def load(spec: str = "synthfaces", device: str | torch.device = "cpu", eg3d_options=None) -> Generator:
+    """Return a `Generator` for `spec`: `"synthfaces"` (the embedded default) or a network pickle path.
+
+    `eg3d_options` (`legato.generators.eg3d.EG3DOptions`) sets EG3D's rendering resolution, ray chunking
+    and gradient checkpointing; it is refused for other generators.
+    """
+    device = resolve_device(device)
+    if eg3d_options is not None and Path(spec).suffix != ".pkl":
+        raise InputError(f"rendering options apply to EG3D network pickles only, not to {spec!r}")
     if spec == "toy":  # a tiny random generator for tests and quick tries
         from legato.generators.toy import ToyGenerator
 
@@ -26,5 +54,5 @@ def load(spec: str = "synthfaces", device: str | torch.device = "cpu") -> Genera
             raise InputError(f"generator file {path} does not exist")
         from legato.generators.nvlabs import load_network_pickle
 
-        return load_network_pickle(path, device=device)
+        return load_network_pickle(path, device=device, eg3d_options=eg3d_options)
     raise InputError(f"unknown generator {spec!r}; use 'synthfaces', 'toy' or a path to an NVlabs .pkl network")

@@ -31,8 +31,19 @@ def _batch(n: int, g: torch.Generator):
     return z, cam, render(idn, nui, cam)
 
 
-def loss_fn(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def _image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def loss_fn(fake: torch.Tensor, real: torch.Tensor, edge_weight: float = 0.0) -> torch.Tensor:
+    """L1 at 64², 32², 16²; with `edge_weight` also L1 between the images' finite differences at 64².
+
+    The edge term weighs the few-pixel features (eyes, brows, glasses rims) that plain L1 leaves blurry.
+    """
     loss = (fake - real).abs().mean()
+    if edge_weight:
+        for df, dr in zip(_image_gradients(fake), _image_gradients(real), strict=True):
+            loss = loss + edge_weight * (df - dr).abs().mean()
     for _ in range(2):
         fake, real = F.avg_pool2d(fake, 2), F.avg_pool2d(real, 2)
         loss = loss + (fake - real).abs().mean()
@@ -46,10 +57,13 @@ def compute_w_avg(gen: SynthFacesGenerator, n: int = 10_000, seed: int = 123) ->
 
 
 def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seconds: float | None = None,
-          batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True) -> dict:
+          batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True,
+          extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
+    `extend_seconds` continues a checkpoint whose schedule has finished with a second cycle (warm-up to
+    `extend_lr`, cosine to 0 over that many more seconds); the recipe metadata lists both cycles.
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -62,12 +76,23 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(seed)
     step, elapsed_before = 0, 0.0
+    cycles: list[dict] = []
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         gen.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
+        cycles = json.loads(ck.get("cycles", "[]")) if isinstance(ck.get("cycles"), str) else []
+    if extend_seconds is not None and step == 0:
+        raise ValueError(f"extend_seconds continues a finished run, but {ckpt_path} does not exist")
+    if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
+        first_edge = 0.0 if extend_seconds is not None else edge_weight
+        cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge}]
+    if extend_seconds is not None and not (len(cycles) > 1 and cycles[-1]["extension"]):
+        cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
+                       "lr": extend_lr, "edge_weight": edge_weight, "extension": True})
+    cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
 
@@ -75,12 +100,14 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         return elapsed_before + time.perf_counter() - t0
 
     def fraction():
-        return step / steps if steps else elapsed() / budget
+        if steps:
+            return step / steps
+        return (elapsed() - cycle["start_seconds"]) / cycle["seconds"]
 
     def save_ckpt():
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": gen.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
-                    "elapsed": elapsed()}, tmp)
+                    "elapsed": elapsed(), "cycles": json.dumps(cycles)}, tmp)
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
@@ -88,12 +115,12 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     try:
         while fraction() < 1.0:
             f = fraction()
-            warm = min(1.0, step / 200)
+            warm = min(1.0, (step - cycle["start_step"]) / 200)
             for group in opt.param_groups:
-                group["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
+                group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
             z, cam, target = _batch(batch_size, rng)
             fake = gen(z, cam)
-            loss = loss_fn(fake, target)
+            loss = loss_fn(fake, target, cycle["edge_weight"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,7 +142,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         log.close()
     gen.w_average.copy_(compute_w_avg(gen))
     recipe = {"seed": seed, "steps": step, "batch_size": batch_size, "lr": lr, "seconds": round(elapsed(), 1),
-              "loss_ema": ema, "threads": torch.get_num_threads()}
+              "loss_ema": ema, "threads": torch.get_num_threads(), "cycles": cycles}
     save_generator(gen, out_path, recipe=recipe)
     return recipe
 
@@ -123,6 +150,10 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
 if __name__ == "__main__":
     import sys
 
+    # python -m legato.synthfaces.train_generator OUT [SECONDS [THREADS [EXTEND_SECONDS EDGE_WEIGHT]]]
     out = sys.argv[1]
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else None
-    print(train(out, seconds=secs, threads=int(sys.argv[3]) if len(sys.argv) > 3 else 1))
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    extend = float(sys.argv[4]) if len(sys.argv) > 4 else None
+    edge = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    print(train(out, seconds=secs, threads=threads, extend_seconds=extend, edge_weight=edge))

@@ -107,9 +107,11 @@ def unlearn(
         identity_model = source.identity_model()
     if identity_model is not None:
         _freeze(identity_model)
+        if isinstance(identity_model, torch.nn.Module):  # judge and loss run where the generator runs
+            identity_model.to(ws_u.device)
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
     loss_identity_model = identity_model if getattr(identity_model, "differentiable", True) else None
-    perceptual = make_perceptual(config.perceptual, loss_identity_model)
+    perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)
     trainable = build(_freeze(generator), config, adapter_name=adapter_name)
 
     from legato.evaluation.metrics import evaluate, quick_scores

@@ -84,3 +84,34 @@ def test_generator_reproduces_the_renderer_and_keeps_identity_across_yaws():
     r = measure_fidelity(n=200)
     assert r["render_match_rate"] >= 0.95, r
     assert r["yaw_consistency_rate"] >= 0.95, r
+
+
+def test_recipe_resumes_and_continues_with_a_second_cycle(tmp_path):
+    import json
+
+    from legato.synthfaces import train_generator as tg
+
+    out = tmp_path / "g.safetensors"
+    with pytest.raises(ValueError, match="does not exist"):
+        tg.train(out, seconds=0.5, extend_seconds=0.5, threads=1, progress=False)
+    first = tg.train(out, seconds=0.5, batch_size=2, threads=1, progress=False)
+    assert first["steps"] >= 1 and len(first["cycles"]) == 1
+    again = tg.train(out, seconds=0.5, batch_size=2, threads=1, progress=False)  # finished: nothing more to do
+    assert again["steps"] == first["steps"]
+    second = tg.train(out, seconds=0.5, batch_size=2, threads=1, progress=False, extend_seconds=0.5, edge_weight=1.0)
+    assert second["steps"] > first["steps"]
+    cycles = second["cycles"]
+    assert len(cycles) == 2 and cycles[1]["start_step"] == first["steps"] and cycles[1]["edge_weight"] == 1.0
+    assert cycles[0]["edge_weight"] == 0.0
+    meta = json.loads(__import__("safetensors").safe_open(str(out), "pt").metadata()["recipe"])
+    assert meta["steps"] == second["steps"]
+
+
+def test_edge_term_sees_what_plain_l1_misses():
+    from legato.synthfaces.train_generator import loss_fn
+
+    real = torch.zeros(1, 3, 8, 8)
+    real[..., ::2] = 1.0  # a fine stripe pattern
+    flat = torch.full_like(real, 0.5)  # its blur: the same mean, no edges
+    assert loss_fn(flat, real, edge_weight=1.0) > loss_fn(flat, real) + 0.5
+    assert torch.isclose(loss_fn(real, real, edge_weight=1.0), torch.tensor(0.0))

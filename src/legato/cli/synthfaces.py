@@ -15,7 +15,8 @@ FILES = {
 }
 
 
-def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir: Path | None) -> dict:
+def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir: Path | None,
+               generator_options: dict | None = None) -> dict:
     import torch
 
     torch.manual_seed(seed)
@@ -32,6 +33,7 @@ def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir
             from legato.errors import InputError
 
             raise InputError(f"the generator recipe is not available in this installation ({e})") from e
+        return train(out_path, seed=seed, steps=steps, log_path=log_path, **(generator_options or {}))
     return train(out_path, seed=seed, steps=steps, log_path=log_path)
 
 
@@ -70,6 +72,13 @@ def register(app: typer.Typer) -> None:
             None, "--steps", help="Override the recipe's number of steps (quick runs)."
         ),
         log_dir: Path = typer.Option(None, "--log-dir", help="Write per-step JSON lines logs here."),
+        seconds: float = typer.Option(None, "--seconds", help="generator: wall-clock budget of the first cycle "
+                                      "(default 3,300)."),
+        extend_seconds: float = typer.Option(None, "--extend-seconds", help="generator: continue a finished run "
+                                             "(its .ckpt.pt beside the output) with a second cycle this long."),
+        edge_weight: float = typer.Option(0.0, "--edge-weight", help="generator: weight of the image-gradient "
+                                          "L1 term (the shipped second cycle: 1)."),
+        threads: int = typer.Option(None, "--threads", help="generator: torch threads (the shipped runs: 1)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -85,7 +94,9 @@ def register(app: typer.Typer) -> None:
         results = {}
         for t in order:
             typer.echo(f"training {t} → {out_dir / FILES[t]}")
-            results[t] = _train_one(t, out_dir, seed, steps, log_dir)
+            gen_opts = {"seconds": seconds, "extend_seconds": extend_seconds, "edge_weight": edge_weight,
+                        "threads": threads}
+            results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)
             shown = {k: v for k, v in results[t].items() if k != "config"}
             typer.echo(json.dumps(shown, indent=1, default=str))
 

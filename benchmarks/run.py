@@ -33,9 +33,11 @@ SCENARIOS = {
     "out-of-domain": lambda i: f"ood-person:{1_000_200 + i}",
 }
 MODES = {
-    # identities per scenario, iterations, collapse steps, many-identities count, eval sizes
-    "quick": dict(identities=2, iterations=200, collapse=600, many=3, n_random=24, n_fid=128, ablate_ids=1),
-    "full": dict(identities=10, iterations=1000, collapse=3000, many=20, n_random=100, n_fid=1000, ablate_ids=3),
+    # identities per scenario, iterations, collapse steps, many-identities count, eval sizes, quick-score period
+    "quick": dict(identities=2, iterations=150, collapse=450, many=3, n_random=16, n_fid=64, ablate_ids=1,
+                  eval_every=25),
+    "full": dict(identities=10, iterations=1000, collapse=3000, many=20, n_random=100, n_fid=1000, ablate_ids=3,
+                 eval_every=100),
 }
 METRICS = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
 
@@ -73,7 +75,8 @@ def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False,
     from legato.unlearning.run import unlearn
 
     gen = load_generator()
-    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=mode["iterations"], eval_every=50, **overrides)
+    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=mode["iterations"],
+                                      eval_every=mode.get("eval_every", 50), **overrides)
     t0 = time.perf_counter()
     metrics = unlearn(gen, spec, out, cfg, overwrite=True, n_random=mode["n_random"],
                       n_fid=mode["n_fid"], progress=False, report=report)
@@ -253,14 +256,14 @@ def controllability(out: Path) -> dict:
 
 def ablations(mode: dict, out: Path) -> str:
     variants = {
-        "default (T=1.6, h=0.4, hidden 256, trajectory on)": {},
+        "default (SynthFaces: T=1.6, h=0.4, hidden 64, lr 1e-3, trajectory on)": {},
         "trajectory off": {"lambda_trajectory": 0.0},
         "trajectory single block (reference code)": {"trajectory_single_block": True},
         "step 0.2": {"step_size": 0.2},
         "step 0.8": {"step_size": 0.8},
         "t_end 0.8": {"t_end": 0.8},
         "t_end 3.2": {"t_end": 3.2},
-        "hidden 64": {"hidden": 64},
+        "hidden 256 (reference)": {"hidden": 256},
     }
     lines = ["| variant | id_target ↓ | id_others ↓ | id_preservation ↑ | fid_pre ↓ | trainable params |",
              "|---|---|---|---|---|---|"]
@@ -351,6 +354,9 @@ def main() -> int:
     ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
     ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
+    ap.add_argument("--n-random", type=int, default=None, help="random people for id_preservation")
+    ap.add_argument("--n-fid", type=int, default=None, help="samples per FID")
+    ap.add_argument("--eval-every", type=int, default=None, help="quick scores (collapse curve) every K steps")
     ap.add_argument("--update-readme", action="store_true",
                     help="write the table and plots into README.md (between the bench markers) and docs/images/")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -362,6 +368,9 @@ def main() -> int:
         mode["identities"] = args.identities
     if args.iterations:
         mode["iterations"] = args.iterations
+    for key in ("n_random", "n_fid", "eval_every"):
+        if getattr(args, key) is not None:
+            mode[key] = getattr(args, key)
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)

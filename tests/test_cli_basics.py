@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from legato import __version__
 from legato.cli.main import main
 
@@ -27,3 +29,29 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
 
 def test_main_returns_2_for_unknown_option(capsys):
     assert main(["adapter", "info", "--bogus"]) == 2
+
+
+def test_unlearn_refuses_an_unavailable_device_in_one_line(tmp_path, capsys):
+    import torch
+
+    from legato.cli.main import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device exists here")
+    rc = main(["unlearn", "--identity", "seed:1", "--out", str(tmp_path / "run"), "--generator", "toy",
+               "--device", "cuda", "--iters", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "CUDA" in err[0]
+    assert not (tmp_path / "run").exists()
+    rc = main(["unlearn", "--identity", "seed:1", "--out", str(tmp_path / "run"), "--generator", "toy",
+               "--device", "tpu9", "--iters", "1"])
+    assert rc == 2 and "device" in capsys.readouterr().err
+
+
+def test_rendering_options_are_refused_for_a_generator_without_rendering(tmp_path, capsys):
+    from legato.cli.main import main
+
+    rc = main(["unlearn", "--identity", "seed:1", "--out", str(tmp_path / "run"), "--generator", "toy",
+               "--rendering-resolution", "64", "--iters", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "EG3D" in err

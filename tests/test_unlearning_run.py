@@ -124,3 +124,17 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path):
         assert r.returncode == 2, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_backend_defaults_apply_per_method_and_options_win():
+    class Backend:
+        unlearning_defaults = {"distance": "1x", "lambda_global_": 3.0,
+                               "methods": {"legato": {"lr": 1e-3, "hidden": 64}}}
+
+    leg = UnlearnConfig.for_generator(Backend(), method="legato")
+    assert (leg.distance, leg.weights.global_, leg.lr, leg.hidden) == ("1x", 3.0, 1e-3, 64)
+    guide = UnlearnConfig.for_generator(Backend(), method="guide")
+    assert (guide.distance, guide.lr, guide.hidden) == ("1x", 1e-4, 256)  # reference lr for the others
+    given = UnlearnConfig.for_generator(Backend(), method="legato", lr=5e-4, hidden=None)
+    assert (given.lr, given.hidden) == (5e-4, 64)  # an option beats the backend; None keeps it
+    assert "methods" in Backend.unlearning_defaults  # the backend's dict is not consumed

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         identity_model: str = typer.Option(None, "--identity-model",
                                            help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
                                                 "curricularface:PATH | synthfaces); default: the backend's own."),
-        lr: float = typer.Option(1e-4, help="Adam learning rate (reference: 1e-4)."),
+        lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
+                                 "method, else the reference's 1e-4."),
         target: str = typer.Option("extra", help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average."),
         distance: str = typer.Option(None, help="d: absolute (30, the reference in EG3D's W) or relative (1x); "
                                      "default: the backend's recommendation, else 30."),
@@ -44,10 +45,11 @@ def register(app: typer.Typer) -> None:
                                   "relative (0.25x); default: the backend's recommendation, else 15."),
         target_index: int = typer.Option(0, help="Which photo of a folder is forgotten; the others are held out."),
         refine_steps: int = typer.Option(0, help="Optimisation steps refining the inverted latent."),
-        hidden: int = typer.Option(256, help="Adapter field hidden channels (reference: 256)."),
-        t_end: float = typer.Option(1.6, help="ODE time span (reference: 1.6)."),
-        step_size: float = typer.Option(0.4, help="Solver step (reference: 0.4)."),
-        solver: str = typer.Option("euler", help="euler | midpoint | rk4 | dopri5"),
+        hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
+                                   "recommendation, else the reference's 256."),
+        t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
+        step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
+        solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
         lambda_feature: float = typer.Option(None, help="Feature-MSE weight (reference: 0.01)."),
         lambda_perceptual: float = typer.Option(None, help="Perceptual weight (reference: 1)."),
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
@@ -62,6 +64,14 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
         resume: bool = typer.Option(False, help="Continue from OUT.partial/checkpoint.pt."),
         overwrite: bool = typer.Option(False, help="Replace an existing OUT."),
+        device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | mps."),
+        rendering_resolution: int = typer.Option(None, help="EG3D: neural-rendering resolution (the released "
+                                                 "512² models: 128; lower saves memory and time)."),
+        ray_chunk: int = typer.Option(None, help="EG3D: rays per renderer pass (bounds memory; same images)."),
+        gradient_checkpointing: bool = typer.Option(False, help="EG3D: recompute rendering and super-resolution "
+                                                    "in the backward pass (less memory, more time)."),
+        micro_batch: int = typer.Option(None, "--micro-batch", help="Render and back-propagate the latents of an "
+                                        "iteration N at a time (less memory; same loss and gradients)."),
     ) -> None:
         """Train adapters (or fine-tune, for the baselines) so IDENTITY can no longer be generated."""
         from legato.errors import InputError
@@ -89,13 +99,19 @@ def register(app: typer.Typer) -> None:
 
         UnlearnConfig(method=method).validate()  # an unknown method fails before anything loads
         spec = generator
-        generator = load(spec)
+        eg3d_options = None
+        if rendering_resolution is not None or ray_chunk is not None or gradient_checkpointing:
+            from legato.generators.eg3d import EG3DOptions
+
+            eg3d_options = EG3DOptions(neural_rendering_resolution=rendering_resolution, ray_chunk=ray_chunk,
+                                       gradient_checkpointing=gradient_checkpointing)
+        generator = load(spec, device=device, eg3d_options=eg3d_options)
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
             alpha_max=alpha, hidden=hidden, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory_single_block=single_block_trajectory,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
-            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory,
+            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
         )
         metrics = unlearn(generator, identity, out, config, target_index=target_index, refine_steps=refine_steps,
                           generator_spec=spec,

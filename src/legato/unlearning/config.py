@@ -48,6 +48,9 @@ class UnlearnConfig:
     eval_every: int = 100  # id_target / id_preservation (collapse curve) every K steps
     checkpoint_every: int = 100
     perceptual: str = "auto"  # "auto" | "lpips" | "identity-features" | "multiscale-l1"
+    # latents rendered and back-propagated together; None: all 1 + n_adjacent + n_global at once. Smaller
+    # chunks bound memory; the loss and gradients (accumulated over the chunks) are the same.
+    micro_batch: int | None = None
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -58,16 +61,23 @@ class UnlearnConfig:
             raise InputError(f"--iterations must be at least 1 (got {self.iterations})")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
         parse_distance(self.distance)
         parse_distance(self.alpha_max)
 
     @classmethod
     def for_generator(cls, generator, **overrides) -> UnlearnConfig:
-        """Reference settings, then the backend's own recommendations (`unlearning_defaults`), then
-        `overrides` (values of None are ignored)."""
+        """Reference settings, then the backend's own recommendations (`unlearning_defaults`; its
+        `"methods": {name: {...}}` entry adds settings for one method), then `overrides` (values of None are
+        ignored)."""
         cfg = cls()
         backend = dict(getattr(generator, "unlearning_defaults", {}) or {})
-        for source in (backend, {k: v for k, v in overrides.items() if v is not None}):
+        per_method = backend.pop("methods", {}) or {}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        method = given.get("method", backend.get("method", cfg.method))
+        # a backend may tune one method (e.g. the adapters' learning rate) without changing the others
+        for source in (backend, dict(per_method.get(method, {})), given):
             for key, value in source.items():
                 if key.startswith("lambda_"):
                     setattr(cfg.weights, key[len("lambda_"):], value)

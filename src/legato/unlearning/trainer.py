@@ -81,6 +81,37 @@ def _local_terms(pair, sl: slice, w, perceptual, identity_model) -> torch.Tensor
     return t
 
 
+def _share(term: torch.Tensor, part: int, whole: int) -> torch.Tensor:
+    """`term` (a mean over `part` rows) weighted as its part of a mean over `whole` rows."""
+    return term if part == whole else term * (part / whole)
+
+
+def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[int, int], n_loc: int, n_all: int,
+                 w, perceptual, identity_model) -> dict[str, torch.Tensor]:
+    """Render rows [a, b) of the iteration's latents and return their share of every loss term.
+
+    Every term is a mean over its rows (local: row 0; adjacency: rows 1..n_loc−1; global: the rest;
+    trajectory: all rows, recorded per forward call), so a chunk's share is its mean weighted by the
+    fraction of the term's rows it holds, and the shares of all chunks sum to the whole batch's terms.
+    """
+    a, b = rows
+    loc = max(0, min(b, n_loc) - a)  # rows of this chunk with local terms (and features)
+    img_u, feat_u = _render(trainable.unlearned, inp_u[a:b], cams[a:b], loc, bool(w.feature) and loc > 0)
+    with torch.no_grad():
+        img_s, feat_s = _render(source, inp_s[a:b], cams[a:b], loc, bool(w.feature) and loc > 0)
+    pair = (img_u, img_s, feat_u, feat_s)
+    zero = img_u.new_zeros(())
+    local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model) if a == 0 else zero
+    adj_lo = 1 if a == 0 else 0
+    adjacency = _share(_local_terms(pair, slice(adj_lo, loc), w, perceptual, identity_model), loc - adj_lo,
+                       n_loc - 1) if loc > adj_lo else zero
+    n_glob = b - a - loc
+    global_ = _share(perceptual(img_u[loc:], img_s[loc:]), n_glob, n_all - n_loc) if n_glob else zero
+    trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
+    total = w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
+    return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory}
+
+
 def train(
     source,
     trainable: Trainable,
@@ -160,29 +191,23 @@ def train(
             else:
                 inp_u, inp_s = ws_u, ws_t
             cams = c.expand(inp_u.shape[0], -1)
-            n_loc = 1 + n_adj
-            img_u, feat_u = _render(unlearned, inp_u, cams, n_loc, bool(w.feature))
-            with torch.no_grad():
-                img_s, feat_s = _render(source, inp_s, cams, n_loc, bool(w.feature))
-
-            pair = (img_u, img_s, feat_u, feat_s)
-            loss_local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model)
-            loss_adj = _local_terms(pair, slice(1, n_loc), w, perceptual, identity_model) if n_adj else \
-                img_u.new_zeros(())
-            loss_glob = perceptual(img_u[n_loc:], img_s[n_loc:]) if n_glob else img_u.new_zeros(())
-            loss_traj = trainable.trajectory_loss(loss_local)
-            total = w.local * loss_local + w.adjacency * loss_adj + w.global_ * loss_glob + w.trajectory * loss_traj
-            if not math.isfinite(total.item()):
-                raise TrainingError(
-                    f"the loss became {total.item()} at step {step}; lower --lr (now {config.lr}) and rerun "
-                    f"with --resume to continue from the last checkpoint"
-                )
+            n_all = inp_u.shape[0]
+            chunk = min(config.micro_batch or n_all, n_all)
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory"), 0.0)
+            for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
+                terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), 1 + n_adj,
+                                     n_all, w, perceptual, identity_model)
+                for key, value in terms.items():
+                    losses[key] += value.item()
+                if not math.isfinite(losses["total"]):
+                    raise TrainingError(
+                        f"the loss became {losses['total']} at step {step}; lower --lr (now {config.lr}) and rerun "
+                        f"with --resume to continue from the last checkpoint"
+                    )
+                terms["total"].backward()
             opt.step()
             completed = step
-            losses = {"total": total.item(), "local": loss_local.item(), "adjacency": loss_adj.item(),
-                      "global": loss_glob.item(), "trajectory": loss_traj.item()}
             record = None
             if step % config.log_every == 0 or step == config.iterations:
                 record = {"step": step, "seconds": round(elapsed(), 3), **{k: round(v, 6) for k, v in losses.items()}}

@@ -186,6 +186,10 @@ def many_identities(mode: dict, out: Path) -> dict:
         axes[1].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=method)
     axes[0].set(title="id_preservation (↑)", xlabel="identities forgotten")
     axes[1].set(title="fid_pre (↓)", xlabel="identities forgotten")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(out / "many_identities.png", dpi=110)

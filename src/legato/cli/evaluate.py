@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from legato.cli import run_options
+
 TARGET_FILE = "target_ws.safetensors"  # written by `legato unlearn` into the adapter folder
 FINETUNED_FILE = "finetuned_weights.safetensors"  # full fine-tuning (GUIDE) leaves this instead of adapters
 
@@ -124,17 +126,13 @@ def print_metrics(metrics: dict, title: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_cmd(
-        adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter)."),
+        adapter: Path = run_options.ADAPTER,
         out: Path = typer.Option(..., "--out", "-o", help="Metrics JSON to write."),
-        generator: str = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl"),
-        identity: str = typer.Option(None, "--identity", "-i",
-                                     help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: the "
-                                          "identity stored with the run."),
-        target_index: int = typer.Option(0, help="Which photo of a folder was forgotten; the others are held out."),
+        generator: str = run_options.GENERATOR,
+        identity: str = run_options.IDENTITY,
+        target_index: int = run_options.TARGET_INDEX,
         strength: float = typer.Option(None, help="Adapter strength in [0, 1]; default: the bundle's own."),
-        identity_model: str = typer.Option(None, "--identity-model",
-                                           help="dlib | arcface:PATH | curricularface:PATH | synthfaces; "
-                                                "default: the generator's own."),
+        identity_model: str = run_options.IDENTITY_MODEL,
         inception: Path = typer.Option(None, "--inception",
                                        help="pytorch-fid / torch-fidelity Inception weights for FID features; "
                                             "default: the identity model's features."),
@@ -143,7 +141,7 @@ def register(app: typer.Typer) -> None:
         n_fid: int = typer.Option(1000, help="Samples per FID (0: skip FID)."),
         fid_bootstrap: int = typer.Option(50, help="Bootstrap resamples for the FID intervals (0: none)."),
         batch_size: int = typer.Option(32, help="Images per forward pass."),
-        seed: int = typer.Option(0, help="Random seed."),
+        seed: int = run_options.SEED,
     ) -> None:
         """Measure id_target, id_others, id_preservation, fid_pre and delta_fid_real of a run."""
         import torch

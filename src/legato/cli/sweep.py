@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from legato.cli import run_options
+
 
 def parse_strengths(text: str) -> list[float]:
     """`"0:1:11"` (start:stop:count, both ends included) or `"0,0.5,1"` → strengths."""
@@ -32,20 +34,16 @@ def parse_strengths(text: str) -> list[float]:
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep_cmd(
-        adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter)."),
+        adapter: Path = run_options.ADAPTER,
         out: Path = typer.Option(..., "--out", "-o", help="Folder for sweep.json, sweep.png, fade_strip.png."),
-        generator: str = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl"),
-        identity: str = typer.Option(None, "--identity", "-i",
-                                     help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: the "
-                                          "identity stored with the run."),
-        target_index: int = typer.Option(0, help="Which photo of a folder was forgotten; the others are held out."),
+        generator: str = run_options.GENERATOR,
+        identity: str = run_options.IDENTITY,
+        target_index: int = run_options.TARGET_INDEX,
         strengths: str = typer.Option("0:1:11", help="start:stop:count or a comma list, within [0, 1]."),
-        identity_model: str = typer.Option(None, "--identity-model",
-                                           help="dlib | arcface:PATH | curricularface:PATH | synthfaces; "
-                                                "default: the generator's own."),
+        identity_model: str = run_options.IDENTITY_MODEL,
         n_random: int = typer.Option(32, help="Random latents for id_preservation at each strength."),
         n_views: int = typer.Option(5, help="Views per latent (5 of the ±π/12 arc keep an 11-point sweep quick)."),
-        seed: int = typer.Option(0, help="Random seed."),
+        seed: int = run_options.SEED,
     ) -> None:
         """Sweep the adapter strength and show the forgotten face fading out."""
         import torch

@@ -1,0 +1,18 @@
+"""Options shared by the commands that read a finished run (`legato evaluate`, `legato sweep`).
+
+One definition each, so the two commands cannot drift apart in names, defaults or help.
+"""
+
+from __future__ import annotations
+
+import typer
+
+ADAPTER = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter).")
+GENERATOR = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl")
+IDENTITY = typer.Option(None, "--identity", "-i", help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: "
+                        "the identity stored with the run.")
+TARGET_INDEX = typer.Option(0, "--target-index", help="Which photo of a folder was forgotten; the others are held "
+                            "out.")
+IDENTITY_MODEL = typer.Option(None, "--identity-model", help="dlib | arcface:PATH | curricularface:PATH | "
+                              "synthfaces; default: the generator's own.")
+SEED = typer.Option(0, "--seed", help="Random seed.")

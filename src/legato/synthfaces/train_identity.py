@@ -18,6 +18,7 @@ from torch import nn
 
 from legato.synthfaces.identity_encoder import IdentityEncoder, save_identity_model
 from legato.synthfaces.params import N_IDENTITY, random_camera, random_identity, random_nuisance
+from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
 from legato.synthfaces.renderer import render
 from legato.synthfaces.world import HELD_OUT_SEED, photos
 
@@ -205,20 +206,13 @@ def train(
         {"params": [heads.proxies], "mult": cfg.proxy_lr_mult, "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, elapsed = 0, 0.0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
-        data_g.set_state(state["data_g"])
-        torch.set_rng_state(state["torch_rng"])
-        start, elapsed = int(state["step"]), float(state["elapsed"])
+    stateful, generators = {"model": model, "heads": heads, "opt": opt}, {"data_g": data_g}
+    start, elapsed = load_checkpoint(ckpt, stateful, generators)
     model.train()
     t0 = time.time() - elapsed
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="identity", mininterval=10)
     for step in bar:
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        lr = warmup_cosine(cfg.lr, step, cfg.warmup, cfg.steps)
         for group in opt.param_groups:
             group["lr"] = lr * group["mult"]
         cls = torch.randint(0, cfg.n_identities, (cfg.ids_per_batch,), generator=data_g)
@@ -249,7 +243,7 @@ def train(
             bar.set_postfix(loss=rec["loss"], aux=rec["aux"])
             _log(log_path, rec)
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_checkpoint(ckpt, model, heads, opt, data_g, step + 1, time.time() - t0)
+            save_checkpoint(ckpt, stateful, generators, step + 1, time.time() - t0)
     train_s = time.time() - t0
     model.eval()
     metrics = evaluate(model, n_pairs=cfg.eval_pairs)
@@ -262,24 +256,3 @@ def train(
     if ckpt.is_file():
         ckpt.unlink()
     return metrics
-
-
-def _save_checkpoint(path: Path, model, heads, opt, data_g, step: int, elapsed: float) -> None:
-    import io
-
-    from legato.files import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "heads": heads.state_dict(),
-            "opt": opt.state_dict(),
-            "data_g": data_g.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "elapsed": elapsed,
-        },
-        buf,
-    )
-    atomic_write_bytes(path, buf.getvalue())

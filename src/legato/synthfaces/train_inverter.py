@@ -24,6 +24,7 @@ from legato.synthfaces.params import (
     random_identity,
     random_nuisance,
 )
+from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
 from legato.synthfaces.renderer import render
 from legato.synthfaces.train_identity import augment
 from legato.synthfaces.world import HELD_OUT_SEED, identity_from_seed, photo_generator, photos
@@ -163,11 +164,9 @@ def train(
     The backbone starts from the identity encoder at `identity_path` (default: `identity.safetensors` beside
     `out_path`, else the shipped one), so train the identity encoder first.
     """
-    import io
 
     from tqdm import tqdm
 
-    from legato.files import atomic_write_bytes
 
     cfg = config or InverterTrainConfig()
     if steps is not None:
@@ -182,19 +181,13 @@ def train(
     if cfg.init_from_identity and start_from is not None:
         init_note = _init_from_identity(net, start_from)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, elapsed = 0, 0.0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["g"])
-        torch.set_rng_state(state["torch_rng"])
-        start, elapsed = int(state["step"]), float(state["elapsed"])
+    stateful, generators = {"net": net, "opt": opt}, {"g": g}
+    start, elapsed = load_checkpoint(ckpt, stateful, generators)
     net.train()
     t0 = time.time() - elapsed
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="inverter", mininterval=10)
     for step in bar:
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        lr = warmup_cosine(cfg.lr, step, cfg.warmup, cfg.steps)
         for group in opt.param_groups:
             group["lr"] = lr
         x, params, cam = _batch(cfg, g)
@@ -209,19 +202,7 @@ def train(
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            buf = io.BytesIO()
-            torch.save(
-                {
-                    "net": net.state_dict(),
-                    "opt": opt.state_dict(),
-                    "g": g.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step + 1,
-                    "elapsed": time.time() - t0,
-                },
-                buf,
-            )
-            atomic_write_bytes(ckpt, buf.getvalue())
+            save_checkpoint(ckpt, stateful, generators, step + 1, time.time() - t0)
     train_s = time.time() - t0
     metrics = evaluate_params(net, n_people=cfg.eval_people)
     metrics.update(

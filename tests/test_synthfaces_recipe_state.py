@@ -1,0 +1,33 @@
+import torch
+
+from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
+
+
+def test_checkpoint_restores_modules_optimiser_generators_and_rng(tmp_path):
+    path = tmp_path / "x.ckpt"
+    assert load_checkpoint(path, {}, {}) == (0, 0.0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    g = torch.Generator().manual_seed(5)
+    torch.randn(3, generator=g)
+    torch.manual_seed(11)
+    save_checkpoint(path, {"net": net, "opt": opt}, {"g": g}, step=7, elapsed=12.5)
+    expect_g, expect_global = torch.randn(2, generator=g), torch.randn(2)
+
+    net2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(net2.parameters(), lr=1e-2)
+    g2 = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    assert load_checkpoint(path, {"net": net2, "opt": opt2}, {"g": g2}) == (7, 12.5)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True))
+    assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert torch.equal(torch.randn(2, generator=g2), expect_g)
+    assert torch.equal(torch.randn(2), expect_global)
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(1.0, 0, 10, 100) < warmup_cosine(1.0, 9, 10, 100)
+    assert abs(warmup_cosine(1.0, 50, 10, 100) - 0.5) < 1e-9
+    assert warmup_cosine(1.0, 99, 10, 100) < 0.01

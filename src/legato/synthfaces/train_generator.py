@@ -83,13 +83,13 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
-        cycles = json.loads(ck.get("cycles", "[]")) if isinstance(ck.get("cycles"), str) else []
+        cycles = json.loads(ck.get("cycles") or "[]")
     if extend_seconds is not None and step == 0:
         raise ValueError(f"extend_seconds continues a finished run, but {ckpt_path} does not exist")
     if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
         first_edge = 0.0 if extend_seconds is not None else edge_weight
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge}]
-    if extend_seconds is not None and not (len(cycles) > 1 and cycles[-1]["extension"]):
+    if extend_seconds is not None and len(cycles) == 1:  # every cycle after the first is an extension
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
                        "lr": extend_lr, "edge_weight": edge_weight, "extension": True})
     cycle = cycles[-1]

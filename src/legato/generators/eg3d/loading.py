@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import torch
 
 from legato.errors import CheckpointError
+from legato.generators.construct import construct_and_load
 from legato.generators.eg3d.generator import EG3DGenerator, EG3DOptions
 from legato.generators.eg3d.triplane import TriPlaneGenerator
 
@@ -38,16 +39,7 @@ def build_eg3d(init_args, init_kwargs: Mapping, tensors: Mapping[str, torch.Tens
     missing = [k for k in ("z_dim", "c_dim", "w_dim", "img_resolution") if k not in kwargs]
     if missing:
         raise CheckpointError(f"{source}: the EG3D network's constructor arguments lack {', '.join(missing)}")
-    try:
-        net = TriPlaneGenerator(**kwargs)
-    except TypeError as e:
-        raise CheckpointError(f"{source}: unexpected EG3D constructor arguments ({e})") from e
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{source}: the EG3D tensors do not fit the network built from its arguments: "
-                              f"{str(e)[:800]}") from e
+    net = construct_and_load(TriPlaneGenerator, kwargs, tensors, source=source, kind="EG3D")
     if "neural_rendering_resolution" in attributes:
         net.neural_rendering_resolution = int(attributes["neural_rendering_resolution"])
     else:  # the super-resolution module's input size is what the network was trained at

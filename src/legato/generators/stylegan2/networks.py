@@ -9,6 +9,7 @@ from torch import nn
 
 from legato.errors import CheckpointError
 from legato.generators.base import Generator
+from legato.generators.construct import construct_and_load
 from legato.generators.stylegan2.layers import MappingNetwork, SynthesisNetwork
 
 _ARG_NAMES = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
@@ -53,16 +54,8 @@ def build_stylegan2(init_args, init_kwargs: Mapping, tensors: Mapping[str, torch
     if missing:
         raise CheckpointError(f"{source}: the StyleGAN2 constructor arguments lack {', '.join(missing)}")
     kwargs.setdefault("img_channels", 3)
-    try:
-        net = StyleGAN2Network(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: unexpected StyleGAN2 constructor arguments ({e})") from e
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{source}: the tensors do not fit a StyleGAN2 built from its arguments: "
-                              f"{str(e)[:800]}") from e
+    net = construct_and_load(StyleGAN2Network, kwargs, tensors, source=source, kind="StyleGAN2",
+                             constructor_errors=(TypeError, ValueError))
     return net.eval().requires_grad_(False)
 
 

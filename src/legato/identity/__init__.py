@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-import importlib
+from legato.lazy import lazy_getattr
 
 _EXPORTS = {
     "IdentityModel": "legato.identity.base",
@@ -23,8 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'legato.identity' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,0 +1,46 @@
+"""The training clock: `seconds` and `seconds_to_forget` count training, not the quick scores' evaluation."""
+
+import copy
+import time
+
+import torch
+
+from legato.generators import load
+from legato.unlearning.config import UnlearnConfig
+from legato.unlearning.losses import make_perceptual
+from legato.unlearning.methods import build
+from legato.unlearning.targets import ufo_target
+from legato.unlearning.trainer import train
+
+EVAL_SLEEP = 1.0
+
+
+def test_quick_score_time_is_not_training_time(tmp_path):
+    torch.set_num_threads(1)
+    config = UnlearnConfig(method="legato", iterations=3, lr=1e-2, hidden=8, seed=3, eval_every=1,
+                           checkpoint_every=100)
+    gen = load("toy")
+    source = copy.deepcopy(gen)
+    for p in source.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        ws_u = source.mapping(torch.randn(1, source.z_dim, generator=torch.Generator().manual_seed(1)))
+    ws_t = ufo_target(ws_u, source.w_avg, config.target, 1.0)
+    identity_model = source.identity_model()
+    calls = []
+
+    def slow_scores(unlearned):  # "forgotten" from the second evaluation on
+        calls.append(time.perf_counter())
+        time.sleep(EVAL_SLEEP)
+        return {"id_target": 0.0 if len(calls) >= 2 else 1.0, "id_preservation": 1.0}
+
+    result = train(source, build(gen, config), ws_u, ws_t, config, identity_model=identity_model,
+                   perceptual=make_perceptual("identity-features", identity_model), threshold=0.5, alpha_max=0.5,
+                   work=tmp_path, progress=False, quick_scores=slow_scores)
+    assert len(calls) == 3
+    assert result.step_to_forget == 2
+    # a clock that counted the evaluations would read at least 3 s (2 s at the forgetting); three steps of
+    # the toy generator take a small fraction of that
+    assert 0 < result.seconds < 3 * EVAL_SLEEP
+    assert result.seconds_to_forget is not None and 0 < result.seconds_to_forget < 2 * EVAL_SLEEP
+    assert result.seconds_to_forget <= result.seconds

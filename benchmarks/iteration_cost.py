@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = {
+VARIANTS = {  # on top of the backend's defaults (SynthFaces: legato hidden 64, Euler steps of 0.4 over 1.6)
     "guide": {"method": "guide"},
     "legato": {"method": "legato"},
-    "legato hidden 64": {"method": "legato", "hidden": 64},
+    "legato 2 steps": {"method": "legato", "step_size": 0.8},
+    "legato hidden 256": {"method": "legato", "hidden": 256},
     "residual": {"method": "residual"},
 }
 

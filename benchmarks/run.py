@@ -260,11 +260,11 @@ def controllability(out: Path) -> dict:
 
 def ablations(mode: dict, out: Path) -> str:
     variants = {
-        "default (SynthFaces: T=1.6, h=0.4, hidden 64, lr 1e-3, trajectory on)": {},
+        "default (SynthFaces: T=1.6, h=0.8, hidden 64, lr 1e-3, trajectory on)": {},
         "trajectory off": {"lambda_trajectory": 0.0},
         "trajectory single block (reference code)": {"trajectory_single_block": True},
         "step 0.2": {"step_size": 0.2},
-        "step 0.8": {"step_size": 0.8},
+        "step 0.4 (reference)": {"step_size": 0.4},
         "t_end 0.8": {"t_end": 0.8},
         "t_end 3.2": {"t_end": 3.2},
         "hidden 256 (reference)": {"hidden": 256},

@@ -138,3 +138,31 @@ def test_backend_defaults_apply_per_method_and_options_win():
     given = UnlearnConfig.for_generator(Backend(), method="legato", lr=5e-4, hidden=None)
     assert (given.lr, given.hidden) == (5e-4, 64)  # an option beats the backend; None keeps it
     assert "methods" in Backend.unlearning_defaults  # the backend's dict is not consumed
+
+
+def test_refine_steps_come_from_the_config_unless_the_call_gives_them(tmp_path, monkeypatch):
+    from legato.unlearning import run as run_module
+
+    seen = []
+    real = run_module.resolve_identity
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["refine_steps"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "resolve_identity", spy)
+    unlearn("toy", "seed:5", tmp_path / "a", config(iterations=2, refine_steps=7), **FAST)
+    unlearn("toy", "seed:5", tmp_path / "b", config(iterations=2, refine_steps=7), refine_steps=0, **FAST)
+    assert seen == [7, 0]
+    recorded = [json.loads((tmp_path / d / "config.json").read_text()) for d in ("a", "b")]
+    assert [r["refine_steps"] for r in recorded] == [7, 0]
+    assert [r["config"]["refine_steps"] for r in recorded] == [7, 0]
+    with pytest.raises(InputError, match="refine-steps"):
+        unlearn("toy", "seed:5", tmp_path / "c", config(refine_steps=-1), **FAST)
+    assert not (tmp_path / "c").exists()
+
+    class Backend:
+        unlearning_defaults = {"refine_steps": 10}
+
+    assert UnlearnConfig.for_generator(Backend()).refine_steps == 10
+    assert UnlearnConfig.for_generator(Backend(), refine_steps=0).refine_steps == 0

@@ -44,3 +44,29 @@ def test_quick_score_time_is_not_training_time(tmp_path):
     assert 0 < result.seconds < 3 * EVAL_SLEEP
     assert result.seconds_to_forget is not None and 0 < result.seconds_to_forget < 2 * EVAL_SLEEP
     assert result.seconds_to_forget <= result.seconds
+
+
+def test_forget_check_runs_every_step_until_forgotten(tmp_path):
+    torch.set_num_threads(1)
+    config = UnlearnConfig(method="legato", iterations=6, lr=1e-2, hidden=8, seed=3, eval_every=100,
+                           checkpoint_every=100)
+    gen = load("toy")
+    source = copy.deepcopy(gen)
+    for p in source.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        ws_u = source.mapping(torch.randn(1, source.z_dim, generator=torch.Generator().manual_seed(1)))
+    ws_t = ufo_target(ws_u, source.w_avg, config.target, 1.0)
+    identity_model = source.identity_model()
+    checks = []
+
+    def check(unlearned):  # below the threshold from the third step on
+        checks.append(len(checks) + 1)
+        return 0.0 if len(checks) >= 3 else 1.0
+
+    result = train(source, build(gen, config), ws_u, ws_t, config, identity_model=identity_model,
+                   perceptual=make_perceptual("identity-features", identity_model), threshold=0.5, alpha_max=0.5,
+                   work=tmp_path, progress=False, forget_check=check)
+    assert checks == [1, 2, 3]  # not called again once forgotten
+    assert result.step_to_forget == 3
+    assert 0 < result.seconds_to_forget <= result.seconds

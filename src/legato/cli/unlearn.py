@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
         alpha: str = typer.Option(None, "--alpha", help="Max adjacency offset α: absolute (15, the reference) or "
                                   "relative (0.25x); default: the backend's recommendation, else 15."),
         target_index: int = typer.Option(0, help="Which photo of a folder is forgotten; the others are held out."),
-        refine_steps: int = typer.Option(0, help="Optimisation steps refining the inverted latent."),
+        refine_steps: int = typer.Option(None, help="Optimisation steps refining a photo's inverted latent; "
+                                         "default: the backend's recommendation, else 0."),
         hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
                                    "recommendation, else the reference's 256."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
@@ -112,8 +113,9 @@ def register(app: typer.Typer) -> None:
             perceptual=perceptual, eval_every=eval_every, trajectory_single_block=single_block_trajectory,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
+            refine_steps=refine_steps,
         )
-        metrics = unlearn(generator, identity, out, config, target_index=target_index, refine_steps=refine_steps,
+        metrics = unlearn(generator, identity, out, config, target_index=target_index,
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
                           identity_model=identity_model)

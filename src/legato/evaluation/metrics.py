@@ -129,12 +129,13 @@ def quick_scores(source, unlearned, target_ws: torch.Tensor, *, identity_model, 
     key = (id(identity_model), n_random, n_views, seed, target_ws.cpu().numpy().tobytes())
     cache = _SOURCE_EMBEDDINGS.setdefault(source, {})
     if key not in cache:
-        cache.clear()
+        if len(cache) >= 4:  # a run asks with one or two settings (forget check, collapse curve); keep those
+            cache.clear()
         cache[key] = _embed(source, identity_model, *_pairs(ws, views), batch_size=256)
     sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size=256,
                              source_embeddings=cache[key])
     k = target_ws.shape[0]
-    return {"id_target": float(sims[:k].mean()), "id_preservation": float(sims[k:].mean())}
+    return {"id_target": float(sims[:k].mean()), "id_preservation": float(sims[k:].mean()) if n_random else None}
 
 
 def _progress(enabled: bool, total: int):

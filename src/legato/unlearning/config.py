@@ -51,6 +51,8 @@ class UnlearnConfig:
     # latents rendered and back-propagated together; None: all 1 + n_adjacent + n_global at once. Smaller
     # chunks bound memory; the loss and gradients (accumulated over the chunks) are the same.
     micro_batch: int | None = None
+    # a photo identity: optimisation steps refining the encoder's latent (0: the encoder's latent as it is)
+    refine_steps: int = 0
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -61,6 +63,8 @@ class UnlearnConfig:
             raise InputError(f"--iterations must be at least 1 (got {self.iterations})")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
+        if self.refine_steps < 0:
+            raise InputError(f"--refine-steps must not be negative (got {self.refine_steps})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
         parse_distance(self.distance)

@@ -51,7 +51,7 @@ def unlearn(
     config: UnlearnConfig | None = None,
     *,
     target_index: int = 0,
-    refine_steps: int = 0,
+    refine_steps: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     n_random: int = 100,
@@ -65,6 +65,7 @@ def unlearn(
 ) -> dict:
     """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
 
+    `refine_steps` (for photo identities) overrides `config.refine_steps`.
     Returns the metrics dict also written to `out/metrics.json`.
     """
     out = Path(out)
@@ -81,6 +82,8 @@ def unlearn(
         generator_spec = generator
         generator = load(generator)
     config = config or UnlearnConfig.for_generator(generator)
+    if refine_steps is not None:
+        config.refine_steps = refine_steps
     config.validate()
     torch.manual_seed(config.seed)
     t_start = time.perf_counter()
@@ -89,7 +92,7 @@ def unlearn(
     # base as `source` (a deep copy of a model that already carries adapters would share their hooks).
     source = _freeze(copy.deepcopy(generator)) if source is None else _freeze(source)
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
-        identity, source, target_index=target_index, seed=config.seed, refine_steps=refine_steps)
+        identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps)
     ws_u = ident.ws.detach()
     value, relative = parse_distance(config.distance)
     alpha_value, alpha_relative = parse_distance(config.alpha_max)
@@ -119,6 +122,10 @@ def unlearn(
     def quick(unlearned):
         return quick_scores(source, unlearned, ws_u, identity_model=identity_model, seed=config.seed)
 
+    def forget_check(unlearned):
+        return quick_scores(source, unlearned, ws_u, identity_model=identity_model, n_random=0,
+                            seed=config.seed)["id_target"]
+
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         for stale in (work / CHECKPOINT, work / LOG):
@@ -126,7 +133,8 @@ def unlearn(
     result = train(source, trainable, ws_u, ws_t, config, identity_model=loss_identity_model,
                    threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
                    alpha_max=alpha_max, work=work, resume=resume, progress=progress,
-                   quick_scores=quick if identity_model is not None else None)
+                   quick_scores=quick if identity_model is not None else None,
+                   forget_check=forget_check if identity_model is not None else None)
 
     unlearned = _freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
@@ -163,7 +171,7 @@ def unlearn(
     save_file(tensors, str(adapter_dir / TARGET_FILE))
     atomic_write_json(work / "config.json", {
         "config": config.to_dict(), "generator": generator_spec, "identity": ident.to_json(),
-        "target_index": target_index, "refine_steps": refine_steps, "n_random": n_random, "n_fid": n_fid,
+        "target_index": target_index, "refine_steps": config.refine_steps, "n_random": n_random, "n_fid": n_fid,
         "versions": {"legato": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "threads": torch.get_num_threads(), "pid": os.getpid(),
     })

@@ -127,11 +127,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     quick_scores=None,
+    forget_check=None,
 ) -> TrainResult:
     """Train `trainable` so that the unlearned generator at `ws_u` looks like the source at `ws_t`.
 
     `quick_scores(unlearned) -> dict(id_target, id_preservation)` is called every `eval_every` steps for
-    the collapse curve. Checkpoints go to `work/checkpoint.pt`, logs to `work/log.jsonl`.
+    the collapse curve. `forget_check(unlearned) -> id_target` (cheaper: the target alone) is called after
+    every step until the target first falls below `threshold`, so the time to forget is measured to the
+    step. Neither call counts as training time. Checkpoints go to `work/checkpoint.pt`, logs to
+    `work/log.jsonl`.
     """
     unlearned = trainable.unlearned
     w = config.weights
@@ -213,6 +217,13 @@ def train(
             record = None
             if step % config.log_every == 0 or step == config.iterations:
                 record = {"step": step, "seconds": round(elapsed(), 3), **{k: round(v, 6) for k, v in losses.items()}}
+            if forget_check is not None and forget_step is None and threshold is not None:
+                t_eval = time.perf_counter()
+                with torch.no_grad():
+                    id_target = forget_check(unlearned)
+                eval_seconds += time.perf_counter() - t_eval
+                if id_target < threshold:
+                    forget_step, forget_seconds = step, elapsed()
             if quick_scores is not None and (step % config.eval_every == 0 or step == config.iterations):
                 t_eval = time.perf_counter()
                 with torch.no_grad():

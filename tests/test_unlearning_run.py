@@ -166,3 +166,12 @@ def test_refine_steps_come_from_the_config_unless_the_call_gives_them(tmp_path, 
 
     assert UnlearnConfig.for_generator(Backend()).refine_steps == 10
     assert UnlearnConfig.for_generator(Backend(), refine_steps=0).refine_steps == 0
+
+
+def test_summary_says_when_the_target_was_forgotten():
+    from legato.unlearning.run import summary_rows
+
+    base = {"method": "legato", "trainable_params": 10, "base_params": 100, "seconds": 3.0}
+    rows = dict(summary_rows({**base, "step_to_forget": 7, "seconds_to_forget": 1.234}))
+    assert rows["forgotten after"] == "step 7 (1.2 s)"
+    assert dict(summary_rows({**base, "step_to_forget": None, "seconds_to_forget": None}))["forgotten after"] == "—"

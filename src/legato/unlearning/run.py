@@ -209,6 +209,8 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("threshold", fmt("threshold")),
         ("trainable / base params", f"{metrics.get('trainable_params'):,} / {metrics.get('base_params'):,}"),
         ("training seconds", fmt("seconds")),
+        ("forgotten after", "—" if metrics.get("step_to_forget") is None else
+         f"step {metrics['step_to_forget']} ({metrics['seconds_to_forget']:.1f} s)"),
         ("perceptual loss", str(metrics.get("perceptual_backend"))),
     ]
 

@@ -127,7 +127,7 @@ def write_table(rows: list[dict], out: Path) -> str:
             lines.append(
                 f"| {scenario} | {method} | " + " | ".join(fmt([r[k] for r in sel]) for k in METRICS)
                 + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f}"
-                + f" | {statistics.fmean(forgot):.0f} ({len(forgot)}/{len(sel)})" if forgot else
+                + f" | {statistics.fmean(forgot):.1f} ({len(forgot)}/{len(sel)})" if forgot else
                 f"| {scenario} | {method} | " + " | ".join(fmt([r[k] for r in sel]) for k in METRICS)
                 + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f} | never"
             )

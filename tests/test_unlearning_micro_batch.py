@@ -1,41 +1,25 @@
 """Micro-batching: chunked iterations give the full batch's losses, gradients and random draws."""
 
-import copy
 import json
 
 import pytest
 import torch
 
+from _unlearning_toy import train_toy
 from legato.errors import InputError
 from legato.generators import load
 from legato.unlearning.config import UnlearnConfig
-from legato.unlearning.losses import make_perceptual
-from legato.unlearning.methods import build
-from legato.unlearning.targets import ufo_target
-from legato.unlearning.trainer import train
 
 ITERATIONS = 3
 
 
 def _run(tmp_path, method: str, micro_batch, **overrides):
-    torch.set_num_threads(1)
     config = UnlearnConfig(method=method, iterations=ITERATIONS, lr=1e-2, hidden=8, seed=11, log_every=1,
                            eval_every=100, checkpoint_every=1, micro_batch=micro_batch, **overrides)
     config.validate()
-    gen = load("toy")
-    source = copy.deepcopy(gen)
-    for p in source.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        ws_u = source.mapping(torch.randn(1, source.z_dim, generator=torch.Generator().manual_seed(5)))
-    ws_t = ufo_target(ws_u, source.w_avg, config.target, 1.0)
-    identity_model = source.identity_model()
-    perceptual = make_perceptual("identity-features", identity_model)
-    trainable = build(gen, config)
     work = tmp_path / f"{method}-{micro_batch}"
     work.mkdir()
-    result = train(source, trainable, ws_u, ws_t, config, identity_model=identity_model, perceptual=perceptual,
-                   alpha_max=0.5, work=work, progress=False)
+    trainable, result = train_toy(config, work, latent_seed=5)
     log = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     ckpt = torch.load(work / "checkpoint.pt", weights_only=True)
     return trainable.state_dict(), log, result.final_losses, ckpt

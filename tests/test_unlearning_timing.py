@@ -1,35 +1,17 @@
 """The training clock: `seconds` and `seconds_to_forget` count training, not the evaluations that measure it."""
 
-import copy
 import time
 
-import torch
-
-from legato.generators import load
+from _unlearning_toy import train_toy
 from legato.unlearning.config import UnlearnConfig
-from legato.unlearning.losses import make_perceptual
-from legato.unlearning.methods import build
-from legato.unlearning.targets import ufo_target
-from legato.unlearning.trainer import train
 
 EVAL_SLEEP = 1.0
 
 
 def _train_toy(tmp_path, iterations: int, eval_every: int, **callbacks):
-    torch.set_num_threads(1)
     config = UnlearnConfig(method="legato", iterations=iterations, lr=1e-2, hidden=8, seed=3, eval_every=eval_every,
                            checkpoint_every=100)
-    gen = load("toy")
-    source = copy.deepcopy(gen)
-    for p in source.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        ws_u = source.mapping(torch.randn(1, source.z_dim, generator=torch.Generator().manual_seed(1)))
-    ws_t = ufo_target(ws_u, source.w_avg, config.target, 1.0)
-    identity_model = source.identity_model()
-    return train(source, build(gen, config), ws_u, ws_t, config, identity_model=identity_model,
-                 perceptual=make_perceptual("identity-features", identity_model), threshold=0.5, alpha_max=0.5,
-                 work=tmp_path, progress=False, **callbacks)
+    return train_toy(config, tmp_path, latent_seed=1, threshold=0.5, **callbacks)[1]
 
 
 def test_quick_score_time_is_not_training_time(tmp_path):

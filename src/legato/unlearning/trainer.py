@@ -173,6 +173,15 @@ def train(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0 - eval_seconds
 
+    def measure(score):
+        """`score(unlearned)` without gradients, its time kept off the training clock."""
+        nonlocal eval_seconds
+        t_eval = time.perf_counter()
+        with torch.no_grad():
+            value = score(unlearned)
+        eval_seconds += time.perf_counter() - t_eval
+        return value
+
     bar = None
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -217,18 +226,11 @@ def train(
             record = None
             if step % config.log_every == 0 or step == config.iterations:
                 record = {"step": step, "seconds": round(elapsed(), 3), **{k: round(v, 6) for k, v in losses.items()}}
-            if forget_check is not None and forget_step is None and threshold is not None:
-                t_eval = time.perf_counter()
-                with torch.no_grad():
-                    id_target = forget_check(unlearned)
-                eval_seconds += time.perf_counter() - t_eval
-                if id_target < threshold:
-                    forget_step, forget_seconds = step, elapsed()
+            checking = forget_check is not None and forget_step is None and threshold is not None
+            if checking and measure(forget_check) < threshold:
+                forget_step, forget_seconds = step, elapsed()
             if quick_scores is not None and (step % config.eval_every == 0 or step == config.iterations):
-                t_eval = time.perf_counter()
-                with torch.no_grad():
-                    scores = quick_scores(unlearned)
-                eval_seconds += time.perf_counter() - t_eval
+                scores = measure(quick_scores)
                 record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}), **scores}
                 if forget_step is None and threshold is not None and scores["id_target"] < threshold:
                     forget_step, forget_seconds = step, elapsed()

@@ -37,6 +37,30 @@ def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir
     return train(out_path, seed=seed, steps=steps, log_path=log_path)
 
 
+def _generator_shape(grow_from: Path | None, widths: str | None, coords: str | None) -> dict:
+    """`grow_from` and `config` for the generator recipe from the CLI's --grow-from/--widths/--coords."""
+    if grow_from is None and widths is None and coords is None:
+        return {}
+    from dataclasses import replace
+
+    from legato.errors import InputError
+    from legato.synthfaces.generator import GeneratorConfig, load_generator
+
+    base = load_generator(path=grow_from).config if grow_from is not None else GeneratorConfig()
+    channels = dict(base.channels)
+    try:
+        for item in (widths or "").split(","):
+            if item.strip():
+                res, ch = item.split(":")
+                channels[int(res)] = int(ch)
+        coord_res = [int(r) for r in coords.split(",") if r.strip()] if coords else list(base.coord_resolutions)
+    except ValueError as e:
+        raise InputError(f"--widths takes 'RES:CHANNELS,...' and --coords 'RES,...' ({e})") from e
+    if set(channels) != set(base.channels) or not set(coord_res) <= set(channels) - {4}:
+        raise InputError(f"resolutions must be among {sorted(base.channels)} (coordinates: not 4)")
+    return {"grow_from": grow_from, "config": replace(base, channels=channels, coord_resolutions=coord_res)}
+
+
 def _generator_grid(seeds: list[int], n_views: int, seed: int):
     import torch
 
@@ -79,6 +103,15 @@ def register(app: typer.Typer) -> None:
         edge_weight: float = typer.Option(0.0, "--edge-weight", help="generator: weight of the image-gradient "
                                           "L1 term (the shipped second cycle: 1)."),
         threads: int = typer.Option(None, "--threads", help="generator: torch threads (the shipped runs: 1)."),
+        grow_from: Path = typer.Option(None, "--grow-from", help="generator: start from this generator file, "
+                                       "grown to --widths/--coords (the same images at the start; cycle 3)."),
+        widths: str = typer.Option(None, "--widths", help="generator: channels per resolution to change, e.g. "
+                                   "'64:32' (the others keep the default or the grown file's)."),
+        coords: str = typer.Option(None, "--coords", help="generator: resolutions whose convolutions see "
+                                   "coordinate channels, e.g. '16,32,64'."),
+        lr: float = typer.Option(None, "--lr", help="generator: peak learning rate of the first cycle (2e-3)."),
+        region_weight: float = typer.Option(0.0, "--region-weight", help="generator: extra loss weight inside "
+                                            "the eye and mouth regions (cycle 3: 4)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -95,7 +128,8 @@ def register(app: typer.Typer) -> None:
         for t in order:
             typer.echo(f"training {t} → {out_dir / FILES[t]}")
             gen_opts = {"seconds": seconds, "extend_seconds": extend_seconds, "edge_weight": edge_weight,
-                        "threads": threads}
+                        "threads": threads, "region_weight": region_weight,
+                        **_generator_shape(grow_from, widths, coords), **({"lr": lr} if lr else {})}
             results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)
             shown = {k: v for k, v in results[t].items() if k != "config"}
             typer.echo(json.dumps(shown, indent=1, default=str))

@@ -37,6 +37,10 @@ class GeneratorConfig:
     channels: dict = field(default_factory=lambda: {4: 512, 8: 192, 16: 96, 32: 48, 64: 24})
     resolution: int = 64
     camera_features: int = 64
+    # blocks whose convolutions also see three coordinate channels (u, v, 1): modulated by the style they
+    # give each sample its own affine function of position, which is how a conv net places small features
+    # (eyes, glasses rims, mouth corners) at latent-dependent positions. Empty for the first two cycles.
+    coord_resolutions: list = field(default_factory=list)
 
 
 class ModulatedConv(nn.Module):
@@ -47,23 +51,26 @@ class ModulatedConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 3, up: bool = False,
-                 demodulate: bool = True, activation: bool = True) -> None:
+                 demodulate: bool = True, activation: bool = True, coords: bool = False) -> None:
         super().__init__()
-        self.in_channels, self.out_channels, self.up = in_channels, out_channels, up
+        self.in_channels, self.out_channels, self.up, self.coords = in_channels, out_channels, up, coords
         self.demodulate, self.activation = demodulate, activation
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        fan_in = in_channels + (COORD_CHANNELS if coords else 0)
+        self.weight = nn.Parameter(torch.randn(out_channels, fan_in, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.affine = nn.Linear(w_dim, in_channels)
+        self.affine = nn.Linear(w_dim, fan_in)
         nn.init.zeros_(self.affine.weight)
         nn.init.ones_(self.affine.bias)  # styles start at 1, as StyleGAN2's bias_init=1
         self.padding = kernel_size // 2
-        self.gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.gain = 1.0 / math.sqrt(fan_in * kernel_size * kernel_size)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w)  # [B, in]
+        styles = self.affine(w)  # [B, in (+3)]
         weight = self.weight * self.gain
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        if self.coords:
+            x = torch.cat([x, coordinate_channels(x)], dim=1)
         x = F.conv2d(x * styles[:, :, None, None], weight, padding=self.padding)
         if self.demodulate:
             # ‖w'_o‖ with w'_{o,i} = w_{o,i}·s_i: sqrt(Σ_i s_i² Σ_k w_{o,i,k}²)
@@ -73,15 +80,26 @@ class ModulatedConv(nn.Module):
         return F.leaky_relu(x, 0.2) * math.sqrt(2) if self.activation else x
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, up={self.up}"
+        return f"{self.in_channels}, {self.out_channels}, up={self.up}" + (", coords=True" if self.coords else "")
+
+
+COORD_CHANNELS = 3
+
+
+def coordinate_channels(x: torch.Tensor) -> torch.Tensor:
+    """`[B, 3, H, W]` for a feature map `x` `[B, C, H, W]`: u and v at pixel centres in (-1, 1), and ones."""
+    b, _, h, w = x.shape
+    u = ((torch.arange(w, device=x.device, dtype=x.dtype) + 0.5) / w * 2 - 1).view(1, 1, 1, w).expand(b, 1, h, w)
+    v = ((torch.arange(h, device=x.device, dtype=x.dtype) + 0.5) / h * 2 - 1).view(1, 1, h, 1).expand(b, 1, h, w)
+    return torch.cat([u, v, torch.ones_like(u)], dim=1)
 
 
 class SynthesisBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, coords: bool = False) -> None:
         super().__init__()
         self.resolution = resolution
-        self.conv0 = ModulatedConv(in_channels, out_channels, w_dim, up=True)
-        self.conv1 = ModulatedConv(out_channels, out_channels, w_dim)
+        self.conv0 = ModulatedConv(in_channels, out_channels, w_dim, up=True, coords=coords)
+        self.conv1 = ModulatedConv(out_channels, out_channels, w_dim, coords=coords)
         self.torgb = ModulatedConv(out_channels, 3, w_dim, kernel_size=1, demodulate=False, activation=False)
 
     def forward(self, x, img, w0, w1, w2):
@@ -105,7 +123,8 @@ class Synthesis(nn.Module):
         self.b4_conv1 = ModulatedConv(ch[4], ch[4], cfg.w_dim)
         self.b4_torgb = ModulatedConv(ch[4], 3, cfg.w_dim, kernel_size=1, demodulate=False, activation=False)
         for res in self.resolutions:
-            setattr(self, f"b{res}", SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res))
+            coords = res in [int(r) for r in cfg.coord_resolutions]
+            setattr(self, f"b{res}", SynthesisBlock(ch[res // 2], ch[res], cfg.w_dim, res, coords=coords))
         self.num_ws = 2 + 3 * len(self.resolutions)
         self.feature_resolution = 32
 
@@ -239,13 +258,21 @@ def save_generator(generator: SynthFacesGenerator, path: str | Path, recipe: dic
     tmp.replace(path)
 
 
+def config_from_json(text: str) -> GeneratorConfig:
+    """A `GeneratorConfig` from its JSON (channel keys come back as strings)."""
+    import json
+
+    cfg = json.loads(text or "{}")
+    if "channels" in cfg:
+        cfg["channels"] = {int(k): int(v) for k, v in cfg["channels"].items()}
+    return GeneratorConfig(**cfg)
+
+
 _CACHE: dict = {}
 
 
 def load_generator(device: str | torch.device = "cpu", path: str | Path | None = None) -> SynthFacesGenerator:
     """The shipped generator, loaded offline (eval mode, frozen). A fresh object on every call."""
-    import json
-
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -257,12 +284,10 @@ def load_generator(device: str | torch.device = "cpu", path: str | Path | None =
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-        cfg_dict = json.loads(meta.get("config", "{}"))
-    except (SafetensorError, OSError, ValueError) as e:
+        config = config_from_json(meta.get("config", "{}"))
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"SynthFaces generator weights {path} are unreadable ({e}); {hint}") from e
-    if "channels" in cfg_dict:
-        cfg_dict["channels"] = {int(k): v for k, v in cfg_dict["channels"].items()}
-    gen = SynthFacesGenerator(GeneratorConfig(**cfg_dict))
+    gen = SynthFacesGenerator(config)
     try:
         gen.load_state_dict(state)
     except RuntimeError as e:

@@ -410,3 +410,39 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
         g = torch.maximum(g, _soft(bridge, w))
         _blend(img, torch.zeros(b, 3) + 0.08, g * _col(glasses))
     return img
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where the small features are: masks for measuring a generator's detail (eyes, mouth) against the renderer.
+
+
+def feature_regions(identity: torch.Tensor, nuisance: torch.Tensor, camera: torch.Tensor,
+                    size: int = 64) -> dict[str, torch.Tensor]:
+    """Masks `[B, size, size]` (0/1 floats) of the eye region (both eyes with their brows and glasses rims)
+    and the mouth region, from the same anchors the renderer draws them on. Eyes hidden by the yaw are left
+    out. Same argument shapes as `render`."""
+    p, q, cam = (t.detach().float().cpu() for t in (identity, nuisance, camera))
+    b = p.shape[0]
+    u, v = _grid(size)
+    ax = (0.34 + 0.14 * p[:, 0]).clamp(min=0.2)
+    ay = (0.48 + 0.14 * p[:, 1]).clamp(min=0.3)
+    head = _Head(ax, ay, 0.55 * (ax + ay), cam[:, 0], cam[:, 1], torch.zeros(b), torch.full((b,), 0.02),
+                 0.9 - 0.85 * p[:, 2])
+    eye_x = 0.25 + 0.17 * p[:, 9]
+    eye_r = (0.06 + 0.04 * p[:, 10]).clamp(min=0.02) * ax / 0.41
+    eu, ev, en = head.anchor(torch.stack([-eye_x, eye_x], 1), torch.full((b, 2), 0.02))
+    visible = en[..., 2] > 0.12
+    eyes = torch.zeros(b, size, size, dtype=torch.bool)
+    for k in (0, 1):
+        # a box from above the brow (≈ 0.2 head units up) to below the glasses rim, ±1.7 eye radii across
+        inside = ((u - _col(eu[:, k])).abs() <= _col(1.7 * eye_r + 0.02)) & \
+                 (v >= _col(ev[:, k] - 0.3 * ay)) & (v <= _col(ev[:, k] + 1.4 * eye_r + 0.02))
+        eyes |= inside & _col(visible[:, k])
+    mouth_x = (0.13 + 0.27 * p[:, 16]).clamp(min=0.05)
+    mu, mv, _ = head.anchor(torch.stack([-mouth_x, torch.zeros(b), mouth_x], 1), torch.full((b, 3), 0.6))
+    lo, hi = torch.minimum(mu[:, 0], mu[:, 2]), torch.maximum(mu[:, 0], mu[:, 2])
+    # the smile bends the middle of the mouth down by up to ≈ 0.09 and opens it by up to 0.06 more
+    dv = v - _col(mv[:, 1])
+    mouth = (u >= _col(lo - 0.03)) & (u <= _col(hi + 0.03)) & (dv >= -0.08) & (dv <= 0.17)
+    del q
+    return {"eyes": eyes.float(), "mouth": mouth.float()}

@@ -11,43 +11,64 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from legato.synthfaces import params as P
-from legato.synthfaces.generator import GeneratorConfig, SynthFacesGenerator, save_generator
-from legato.synthfaces.renderer import render
+from legato.synthfaces.generator import GeneratorConfig, SynthFacesGenerator, config_from_json, save_generator
+from legato.synthfaces.renderer import feature_regions, render
 
 DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to spare for w_avg and saving
 
 
-def _batch(n: int, g: torch.Generator):
+def _batch(n: int, g: torch.Generator, region_weight: float = 0.0):
+    """z, camera, the target render and its per-pixel loss weight `[n, 1, 64, 64]` (None without regions)."""
     z = torch.randn(n, P.Z_DIM, generator=g)
     p = P.z_to_params(z)
     cam = P.random_camera(n, generator=g)
     idn, nui = P.split(p)
-    return z, cam, render(idn, nui, cam)
+    weight = None
+    if region_weight:
+        regions = feature_regions(idn, nui, cam)
+        weight = (1.0 + region_weight * torch.maximum(regions["eyes"], regions["mouth"]))[:, None]
+    return z, cam, render(idn, nui, cam), weight
 
 
 def _image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
 
-def loss_fn(fake: torch.Tensor, real: torch.Tensor, edge_weight: float = 0.0) -> torch.Tensor:
+def loss_fn(fake: torch.Tensor, real: torch.Tensor, edge_weight: float = 0.0,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
     """L1 at 64², 32², 16²; with `edge_weight` also L1 between the images' finite differences at 64².
 
     The edge term weighs the few-pixel features (eyes, brows, glasses rims) that plain L1 leaves blurry.
+    `weight` `[B, 1, H, W]` (mean ≈ 1) weighs the 64² terms per pixel: the recipe's third cycle puts more
+    weight on the eye and mouth regions, a few percent of the pixels that carry much of a face.
     """
-    loss = (fake - real).abs().mean()
+    def mean(x, w):
+        return (x * w).mean() if w is not None else x.mean()
+
+    loss = mean((fake - real).abs(), weight)
     if edge_weight:
-        for df, dr in zip(_image_gradients(fake), _image_gradients(real), strict=True):
-            loss = loss + edge_weight * (df - dr).abs().mean()
+        for axis, (df, dr) in enumerate(zip(_image_gradients(fake), _image_gradients(real), strict=True)):
+            w = None if weight is None else (weight[..., :, 1:] if axis == 0 else weight[..., 1:, :])
+            loss = loss + edge_weight * mean((df - dr).abs(), w)
     for _ in range(2):
         fake, real = F.avg_pool2d(fake, 2), F.avg_pool2d(real, 2)
         loss = loss + (fake - real).abs().mean()
     return loss
+
+
+def base_recipe(path) -> dict:
+    """The recipe metadata stored in a generator file (what a grown network started from)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("recipe", "{}"))
 
 
 def compute_w_avg(gen: SynthFacesGenerator, n: int = 10_000, seed: int = 123) -> torch.Tensor:
@@ -58,12 +79,16 @@ def compute_w_avg(gen: SynthFacesGenerator, n: int = 10_000, seed: int = 123) ->
 
 def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seconds: float | None = None,
           batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True,
-          extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0) -> dict:
+          extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
+          grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
     `extend_seconds` continues a checkpoint whose schedule has finished with a second cycle (warm-up to
     `extend_lr`, cosine to 0 over that many more seconds); the recipe metadata lists both cycles.
+    `grow_from` (a generator .safetensors) starts a fresh run from that network grown to `config`
+    (`grow.grow_generator`: the same images at the start), with `lr`, `edge_weight` and the budget given.
+    `region_weight` adds that much loss weight inside the eye and mouth regions (0: none).
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -72,13 +97,25 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         torch.set_num_threads(threads)
     budget = float(seconds if seconds is not None else DEFAULT_SECONDS)
     torch.manual_seed(seed)
-    gen = SynthFacesGenerator(GeneratorConfig())
+    grown_from = None
+    if grow_from is not None and not ckpt_path.is_file():
+        from legato.synthfaces.generator import load_generator
+        from legato.synthfaces.grow import grow_generator
+
+        base = load_generator(path=grow_from)
+        grown_from = {"file": Path(grow_from).name, "recipe": base_recipe(grow_from)}
+        gen = grow_generator(base, config or base.config, seed=seed).requires_grad_(True).train()
+    else:
+        gen = SynthFacesGenerator(config or GeneratorConfig())
     opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(seed)
     step, elapsed_before = 0, 0.0
     cycles: list[dict] = []
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck.get("config"):  # the network this run trains (a grown one differs from the default)
+            gen = SynthFacesGenerator(config_from_json(ck["config"]))
+            opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
         gen.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
@@ -88,10 +125,14 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         raise ValueError(f"extend_seconds continues a finished run, but {ckpt_path} does not exist")
     if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
         first_edge = 0.0 if extend_seconds is not None else edge_weight
-        cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge}]
+        cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
+                   "region_weight": region_weight}]
+        if grown_from is not None:
+            cycles[0]["grown_from"] = grown_from
     if extend_seconds is not None and len(cycles) == 1:  # every cycle after the first is an extension
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
-                       "lr": extend_lr, "edge_weight": edge_weight, "extension": True})
+                       "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
+                       "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -107,7 +148,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     def save_ckpt():
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": gen.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
-                    "elapsed": elapsed(), "cycles": json.dumps(cycles)}, tmp)
+                    "elapsed": elapsed(), "cycles": json.dumps(cycles),
+                    "config": json.dumps(asdict(gen.config))}, tmp)
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
@@ -118,9 +160,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             warm = min(1.0, (step - cycle["start_step"]) / 200)
             for group in opt.param_groups:
                 group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
-            z, cam, target = _batch(batch_size, rng)
+            z, cam, target, weight = _batch(batch_size, rng, cycle.get("region_weight", 0.0))
             fake = gen(z, cam)
-            loss = loss_fn(fake, target, cycle["edge_weight"])
+            loss = loss_fn(fake, target, cycle["edge_weight"], weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

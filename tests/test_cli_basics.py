@@ -55,3 +55,29 @@ def test_rendering_options_are_refused_for_a_generator_without_rendering(tmp_pat
                "--rendering-resolution", "64", "--iters", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and "EG3D" in err
+
+
+def test_a_photo_that_is_not_a_face_of_the_world_is_refused_in_one_line(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from legato.inversion.images import save_image
+    from legato.synthfaces.world import photos
+
+    red = tmp_path / "red.png"
+    Image.fromarray(np.tile(np.array([220, 20, 20], np.uint8), (64, 64, 1))).save(red)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise)
+    for bad in (red, noise):
+        rc = main(["unlearn", "--identity", str(bad), "--out", str(tmp_path / "run"), "--iters", "1"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1, err
+        assert "not a face of the SynthFaces world" in err[0] and bad.name in err[0]
+        assert not (tmp_path / "run").exists()
+    # a photo of the world is taken (checked where the run checks it, without training)
+    from legato.inversion.sources import resolve_identity
+    from legato.synthfaces import load_generator
+
+    good = tmp_path / "person.png"
+    save_image(photos(1_000_050, 1)[0], good)
+    assert resolve_identity(str(good), load_generator(), refine_steps=10).kind == "photo"

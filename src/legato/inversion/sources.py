@@ -41,7 +41,7 @@ class IdentitySource:
         }
 
 
-def _invert(generator, photos: torch.Tensor, refine_steps: int) -> torch.Tensor:
+def _invert(generator, photos: torch.Tensor, refine_steps: int, names: list[str] | None = None) -> torch.Tensor:
     inverter = generator.inverter()
     if inverter is None:
         raise InputError(
@@ -51,6 +51,8 @@ def _invert(generator, photos: torch.Tensor, refine_steps: int) -> torch.Tensor:
         ws = inverter(photos)
     if refine_steps > 0 and hasattr(inverter, "refine"):
         ws = inverter.refine(photos, ws, steps=refine_steps)
+    if hasattr(inverter, "check_photos"):  # a backend that can tell a photo of its world from anything else
+        inverter.check_photos(photos, ws, names)
     return ws.detach()
 
 
@@ -136,17 +138,19 @@ def resolve_identity(
         size = generator.img_resolution
         photos = torch.cat([load_image(f, size) for f in files]).to(device)
         return _from_photos(spec, "folder", photos, target_index, generator, refine_steps,
-                            f"{files[target_index].name} from {path} ({len(files) - 1} held out)")
+                            f"{files[target_index].name} from {path} ({len(files) - 1} held out)",
+                            names=[str(f) for f in files])
     if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"} or path.exists():
         photo = load_image(path, generator.img_resolution).to(device)
-        return _from_photos(spec, "photo", photo, 0, generator, refine_steps, f"photo {path.name}")
+        return _from_photos(spec, "photo", photo, 0, generator, refine_steps, f"photo {path.name}",
+                            names=[str(path)])
     raise InputError(
         f"identity {spec!r} is neither seed:N, latent:FILE, person:N, an image file nor a folder of images"
     )
 
 
-def _from_photos(spec, kind, photos, index, generator, refine_steps, description) -> IdentitySource:
-    ws_all = _invert(generator, photos, refine_steps)
+def _from_photos(spec, kind, photos, index, generator, refine_steps, description, names=None) -> IdentitySource:
+    ws_all = _invert(generator, photos, refine_steps, names)
     keep = [i for i in range(photos.shape[0]) if i != index]
     return IdentitySource(
         spec,

@@ -22,6 +22,10 @@ from legato.synthfaces.params import MAX_PITCH, MAX_YAW, N_PARAMS, params_to_z
 
 INVERTER_WEIGHTS = WEIGHTS_DIR / "inverter.safetensors"
 FORMAT = "legato-synthfaces-inverter"
+# Least `Inverter.reconstruction_match` for a photo to count as a face of this world. Measured with the
+# cycle-2 generator: photos of the world ≥ 0.70 (out-of-domain people) and ≥ 0.78 (in-domain); plain colours
+# 0, noise ≤ 0.33, LFW photos median 0.21 (docs/synthfaces.md).
+MIN_RECONSTRUCTION_MATCH = 0.5
 
 
 class ParamRegressor(nn.Module):
@@ -124,6 +128,30 @@ class Inverter(nn.Module):
             ws.grad = grad
             opt.step()
         return ws.detach()
+
+    @torch.no_grad()
+    def reconstruction_match(self, images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """How well `G.synthesis(ws, predicted camera)` explains each photo, `[B]` in [-1, 1]: the correlation
+        of their pixels after removing each image's mean colour per channel (so a person of unusual colours
+        still matches; a plain colour, with nothing left after its mean, scores 0)."""
+        gen = self._require_generator()
+        rec = gen.synthesis(ws, self.predict_camera(images))
+        a = images - images.mean((2, 3), keepdim=True)
+        b = rec - rec.mean((2, 3), keepdim=True)
+        return (a * b).sum((1, 2, 3)) / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1) + 1e-6)
+
+    def check_photos(self, images: torch.Tensor, ws: torch.Tensor, names: list[str] | None = None) -> None:
+        """Refuse photos that are not faces of this world: the generator's closest image must explain each
+        photo (`reconstruction_match` ≥ `MIN_RECONSTRUCTION_MATCH`). A plain colour, noise or a landscape is
+        far from anything the generator draws (measured values: docs/synthfaces.md)."""
+        match = self.reconstruction_match(images, ws)
+        for i, m in enumerate(match.tolist()):
+            if not m >= MIN_RECONSTRUCTION_MATCH:  # also catches NaN
+                name = names[i] if names else f"photo {i}"
+                raise InputError(
+                    f"{name} is not a face of the SynthFaces world: the generator's closest image matches it "
+                    f"{m:.2f} (faces of the world: at least {MIN_RECONSTRUCTION_MATCH}); give a SynthFaces photo, "
+                    "or use an EG3D/StyleGAN2 generator (--generator) for real photos")
 
     def extra_repr(self) -> str:
         return f"generator={'attached' if self.generator is not None else 'none'}"

@@ -111,3 +111,55 @@ def test_report_screenshot_is_not_blank(tmp_path):
     _chromium(tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", report.as_uri())
     arr = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert arr.std() > 10  # something was drawn, not a blank page
+
+
+def _dial(tmp_path):
+    frames = []
+    for k, shade in enumerate((-1.0, 1.0)):  # strength 0: black faces; strength 1: white faces
+        pair = []
+        for name in ("target", "other"):
+            pair.append(save_grid(torch.full((1, 3, 16, 16), shade), tmp_path / f"{name}{k}.png", nrow=1, padding=0))
+        frames.append(tuple(pair))
+    points = [{"strength": 0.0, "id_target": 0.99, "id_preservation": 1.0},
+              {"strength": 1.0, "id_target": 0.1, "id_preservation": 0.96}]
+    return {"strengths": [0.0, 1.0], "points": points, "frames": frames, "threshold": 0.78}
+
+
+def test_headline_numbers_carry_verdicts(tmp_path):
+    metrics = {**METRICS, "threshold": 0.78, "id_others": 0.9, "id_others_n": 4, "fid_pre_floor": 5.0,
+               "target_sharpness": 0.002, "target_sharpness_percentile": 40.0, "target_plausible": True,
+               "ordinary_sharpness_range": [0.001, 0.004]}
+    page = write_report(tmp_path / "out", metrics, {}, {}, title="verdicts").read_text()
+    cards = re.findall(r'<div class="card( pass| fail)?">(.*?)</div>', page)
+    by_label = {re.search(r"<span>(.*?)</span>", body).group(1): (cls.strip(), body) for cls, body in cards}
+    assert by_label["id_target ↓"][0] == "pass" and "✔" in by_label["id_target ↓"][1]
+    assert by_label["id_others ↓"][0] == "fail" and "✘" in by_label["id_others ↓"][1]
+    assert "still recognises" in by_label["id_others ↓"][1]
+    assert by_label["id_preservation ↑"][0] == "fail"  # 0.93 < 0.95
+    assert by_label["fid_pre ↓"][0] == "pass" and "5.000" in by_label["fid_pre ↓"][1]
+    assert by_label["forgotten face: sharpness"][0] == "pass"
+    assert "<script" not in page  # no dial, no script
+
+
+def test_dial_is_embedded_with_every_strength(tmp_path):
+    page = write_report(tmp_path / "out", METRICS, {}, {}, title="dial", dial=_dial(tmp_path)).read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="dial-data">(.*?)</script>', page).group(1))
+    assert data["strengths"] == [0.0, 1.0] and len(data["frames"]) == 2
+    assert all(uri.startswith("data:image/png;base64,") for pair in data["frames"] for uri in pair)
+    assert data["frames"][0][0] != data["frames"][1][0]
+    assert 'type="range"' in page and "http://" not in page and "https://" not in page
+
+
+@needs_chromium
+def test_dial_slider_changes_the_faces_in_headless_chromium(tmp_path):
+    report = write_report(tmp_path / "out", METRICS, {}, {}, title="dial", dial=_dial(tmp_path))
+    shots = []
+    for k in (0, 1):
+        shot = tmp_path / f"s{k}.png"
+        _chromium(tmp_path, "--window-size=900,700", f"--screenshot={shot}", report.as_uri() + f"#s={k}")
+        shots.append(np.asarray(Image.open(shot).convert("L"), dtype=np.float32))
+    assert shots[0].shape == shots[1].shape
+    changed = np.abs(shots[0] - shots[1]) > 100  # black faces turned white
+    assert changed.sum() > 2 * 150 * 150  # both 192-pixel frames changed (most of their area)
+    rows, cols = np.nonzero(changed)
+    assert cols.max() - cols.min() > 300  # the two frames side by side, not one

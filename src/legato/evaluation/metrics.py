@@ -7,7 +7,8 @@ and `unlearned` (the same network with adapters, or a fine-tuned copy).
   latent, over the evaluation views ("ID"; lower is better).
 - `id_others`: the same for the held-out photos' latents of that person ("ID_others"; lower is better).
 - `id_preservation`: the same for random latents (other people must stay themselves; higher is better).
-- `fid_pre`: FID between source and unlearned samples drawn from the same z's and cameras (lower is better).
+- `fid_pre`: FID between source and unlearned samples drawn from the same z's and cameras (lower is better);
+  `fid_pre_floor` is the FID between the source and an independent draw of itself (the sampling floor).
 - `delta_fid_real`: FID(unlearned, real) − FID(source, real), real = the backend's data (lower is better).
 """
 
@@ -196,11 +197,13 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
     id_batches = 0 if identity_model is None else -(
         -(target_ws.shape[0] + (0 if held_out_ws is None else held_out_ws.shape[0]) + n_random) * n_views
         // batch_size)
-    fid_batches = 0 if extractor is None else -(-n_fid // batch_size) * (2 if real_images is not None else 1)
+    fid_batches = 0 if extractor is None else -(-n_fid // batch_size) * (3 if real_images is not None else 2)
     result: dict = {"identity_model": None if identity_model is None else _model_name(identity_model),
                     "views": n_views, "seed": seed}
     if identity_model is None:
         result["identity_note"] = NO_IDENTITY_NOTE
+    elif getattr(identity_model, "threshold", None) is not None:
+        result["threshold"] = float(identity_model.threshold)
     if n_fid and extractor is None:
         result["fid_note"] = ("no FID features: no identity model to take them from and no Inception weights "
                               "given (--inception PATH), so FID was not computed")
@@ -238,6 +241,14 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             f_s, f_u = _fid_features(source, unlearned, extractor, n_fid, views, seed, batch_size, advance)
             result["fid_pre"], result["fid_pre_ci95"] = fidlib.fid_pre(f_s, f_u, seed=seed, n_boot=fid_bootstrap)
             result["fid_pre_n"] = n_fid
+            # the sampling floor fid_pre is judged against: the source against another draw of itself
+            other = random_ws(source, n_fid, seed + 4)
+            cams = views[torch.arange(n_fid) % views.shape[0]]
+            f_o = []
+            for i in range(0, n_fid, batch_size):
+                f_o.append(extractor(source.synthesis(other[i:i + batch_size], cams[i:i + batch_size])))
+                advance()
+            result["fid_pre_floor"] = fidlib.frechet_distance(f_s, torch.cat(f_o))
             if real_images is not None:
                 real_images = real_images.to(device)
                 f_r = []

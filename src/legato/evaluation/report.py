@@ -1,4 +1,10 @@
-"""`write_report`: one self-contained `report.html` (images inlined as base64, no scripts, no links out)."""
+"""`write_report`: one self-contained `report.html` (images inlined as base64, no links out).
+
+Each headline number carries its verdict (✔/✘ against the rule of `evaluation.verdicts`, with one line on
+what it means). With a strength dial, a slider shows the forgotten face and a random other person at each
+strength with the scores there; that is the page's only script (inline), and `#s=K` in the address opens
+the slider at position K.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 from pathlib import Path
 
 from legato.evaluation.metrics import DEFINITIONS
+from legato.evaluation.verdicts import mark, verdicts
 from legato.files import atomic_write_text
 
 REPORT_NAME = "report.html"
@@ -20,7 +27,12 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;
 h1{font-size:1.5rem;margin-bottom:.3rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d5d8dc}
 .cards{display:flex;gap:.8rem;flex-wrap:wrap;margin:1rem 0}
 .card{border:1px solid #d5d8dc;border-radius:8px;padding:.6rem .9rem;min-width:9rem}
-.card b{display:block;font-size:1.35rem}.card span{font-size:.8rem;color:#566573}
+.card{max-width:15rem}.card b{display:block;font-size:1.35rem}.card span{font-size:.8rem;color:#566573}
+.card.pass{border-color:#27ae60;background:#f4fbf6}.card.fail{border-color:#c0392b;background:#fdf4f3}
+.verdict{font-weight:600}.pass .verdict{color:#1e8449}.fail .verdict{color:#a93226}
+.card p{font-size:.8rem;margin:.3rem 0 0}
+#dial .frames{display:flex;gap:1rem}#dial .frames img{width:192px;height:192px}
+#dial input{width:min(40rem,100%)} #dial output{font-weight:600}
 figure{margin:1rem 0} figcaption{font-size:.9rem;color:#424949;margin-top:.3rem}
 img{max-width:100%;image-rendering:pixelated;border:1px solid #eaecee}
 table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0} td,th{border:1px solid #d5d8dc;padding:.3rem .6rem;
@@ -69,14 +81,63 @@ def _figures(items: dict[str, Path]) -> list[str]:
     return out
 
 
+def _card(label: str, value: str, note: str, verdict: dict | None) -> str:
+    cls, line = "card", ""
+    if verdict is not None:
+        if verdict["passed"] is not None:
+            cls += " pass" if verdict["passed"] else " fail"
+        line = (f'<p><span class="verdict">{mark(verdict["passed"])}</span> {html.escape(verdict["meaning"])}'
+                f'<br><span>rule: {html.escape(verdict["rule"])}</span></p>')
+    return f'<div class="{cls}"><span>{html.escape(label)}</span><b>{value}</b><span>{note}</span>{line}</div>'
+
+
 def _cards(metrics: dict) -> str:
+    judged = verdicts(metrics)
     cards = []
     for key in _MAIN_KEYS:
         if metrics.get(key) is None:
             continue
-        cards.append(f'<div class="card"><span>{key} {_DIRECTION[key]}</span><b>{_fmt(metrics[key])}</b>'
-                     f'<span>n = {_fmt(metrics.get(f"{key}_n"))}</span></div>')
+        cards.append(_card(f"{key} {_DIRECTION[key]}", _fmt(metrics[key]), f"n = {_fmt(metrics.get(f'{key}_n'))}",
+                           judged.get(key)))
+    if metrics.get("target_sharpness") is not None:
+        cards.append(_card("forgotten face: sharpness", f"{metrics['target_sharpness']:.4g}",
+                           f"percentile among ordinary samples: {metrics['target_sharpness_percentile']:.0f}",
+                           judged.get("target_plausible")))
     return f'<div class="cards">{"".join(cards)}</div>' if cards else ""
+
+
+_DIAL_JS = r"""
+(function(){const d=JSON.parse(document.getElementById('dial-data').textContent);
+const r=document.getElementById('strength'),o=document.getElementById('strength-value'),
+a=document.getElementById('dial-target'),b=document.getElementById('dial-other'),m=document.getElementById('dial-metrics');
+function f(x){return x===null||x===undefined?'—':x.toFixed(3)}
+function show(k){const p=d.points[k];r.value=k;o.textContent=d.strengths[k].toFixed(2);a.src=d.frames[k][0];
+b.src=d.frames[k][1];m.textContent=d.keys.map(x=>x+' '+f(p[x])+(x!=='id_preservation'&&d.threshold!==null&&p[x]!==null
+?(p[x]<d.threshold?' ✔':' ✘'):'')).join(' · ')}
+r.addEventListener('input',()=>show(+r.value));
+const h=/s=(\d+)/.exec(location.hash);show(h?Math.min(+h[1],d.points.length-1):d.points.length-1)})();
+"""
+
+
+def _dial(dial: dict) -> str:
+    """The strength slider: `dial` has `strengths`, `points` (scores per strength), `frames` ([target PNG,
+    other PNG] per strength) and `threshold`."""
+    frames = [[_data_uri(Path(t)), _data_uri(Path(o))] for t, o in dial["frames"]]
+    if any(u is None for pair in frames for u in pair):
+        return ""
+    keys = [k for k in ("id_target", "id_others", "id_preservation") if dial["points"][0].get(k) is not None]
+    data = {"strengths": dial["strengths"], "points": dial["points"], "frames": frames, "keys": keys,
+            "threshold": dial.get("threshold")}
+    payload = json.dumps(data).replace("</", "<\\/")
+    return ('<h2>Strength dial</h2><section id="dial"><p>Forgetting strength <output id="strength-value"></output>'
+            f'<br><input type="range" id="strength" min="0" max="{len(frames) - 1}" step="1" '
+            f'value="{len(frames) - 1}" aria-label="forgetting strength"></p><div class="frames">'
+            '<figure><img id="dial-target" alt="the forgotten face at this strength"><figcaption>the forgotten face'
+            '</figcaption></figure><figure><img id="dial-other" alt="a random other person at this strength">'
+            '<figcaption>a random other person</figcaption></figure></div><p id="dial-metrics"></p>'
+            '<p class="muted">✔/✘: below the same-person threshold (forgotten) or not; id_preservation should stay '
+            'high.</p></section>'
+            f'<script type="application/json" id="dial-data">{payload}</script><script>{_DIAL_JS}</script>')
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -110,7 +171,7 @@ def _metrics_table(metrics: dict) -> str:
 
 
 def write_report(out_dir: str | Path, metrics: dict, images: dict[str, Path], plots: dict[str, Path],
-                 title: str) -> Path:
+                 title: str, dial: dict | None = None) -> Path:
     """Write `out_dir/report.html`: headline numbers, pictures, plots, then the metrics with definitions.
 
     `images` and `plots` map a caption to a PNG; entries whose file is missing are left out, as are empty
@@ -119,6 +180,8 @@ def write_report(out_dir: str | Path, metrics: dict, images: dict[str, Path], pl
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(title)}</h1>", _cards(metrics or {})]
+    if dial:
+        parts.append(_dial(dial))
     pictures = _figures(images or {})
     if pictures:
         parts += ["<h2>Pictures</h2>", *pictures]

@@ -40,6 +40,7 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
         im.save_grid(torch.cat([source.synthesis(ws_r, front), unlearned.synthesis(ws_r, front)]),
                      work / "random_others.png", nrow=8)
         pictures["Random other people: source (top) and unlearned (bottom)"] = work / "random_others.png"
+    dial = None
     if trainable.adapter_set is not None:
         strengths = [i / 10 for i in range(11)]
         result = sweep.run_sweep(source, unlearned, trainable.adapter_set, ident.ws, ident.held_out_ws,
@@ -54,6 +55,9 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
         pictures["The forgotten face as strength goes 0 → 1"] = work / "fade_strip.png"
         if "spearman" in result:
             metrics["sweep_spearman_id_target"] = result["spearman"]
+        dial = {"strengths": strengths, "points": result["points"], "threshold": result.get("threshold"),
+                "frames": _dial_frames(unlearned, trainable.adapter_set, ident.ws, ws_r[:1], strengths,
+                                       work / "dial")}
     if (work / "log.jsonl").is_file():
         try:
             plots.plot_collapse(work / "log.jsonl", work / "collapse.png")
@@ -61,4 +65,28 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
         except Exception:  # a run too short to have evaluation points has no curve
             pass
     return report.write_report(work, metrics, pictures, figures,
-                               title=f"legato — forgetting {ident.description} ({metrics['method']})")
+                               title=f"legato — forgetting {ident.description} ({metrics['method']})", dial=dial)
+
+
+@torch.no_grad()
+def _dial_frames(unlearned, adapter_set, target_ws, other_ws, strengths, folder: Path) -> list[tuple[Path, Path]]:
+    """PNGs of the forgotten face and one random other person (front view) at each strength."""
+    from legato.evaluation import images as im
+
+    folder.mkdir(parents=True, exist_ok=True)
+    front = unlearned.views(1).to(target_ws.device)
+    saved = (adapter_set.strength, adapter_set.enabled)
+    frames = []
+    try:
+        adapter_set.enabled = True
+        for k, s in enumerate(strengths):
+            adapter_set.strength = s
+            pair = []
+            for name, ws in (("target", target_ws[:1]), ("other", other_ws[:1])):
+                path = folder / f"{name}_{k:02d}.png"
+                im.save_grid(unlearned.synthesis(ws, front), path, nrow=1, padding=0)
+                pair.append(path)
+            frames.append(tuple(pair))
+    finally:
+        adapter_set.strength, adapter_set.enabled = saved
+    return frames

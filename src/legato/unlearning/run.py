@@ -118,6 +118,7 @@ def unlearn(
     trainable = build(_freeze(generator), config, adapter_name=adapter_name)
 
     from legato.evaluation.metrics import evaluate, quick_scores
+    from legato.evaluation.quality import target_quality
 
     def quick(unlearned):
         return quick_scores(source, unlearned, ws_u, identity_model=identity_model, seed=config.seed)
@@ -139,6 +140,9 @@ def unlearn(
     unlearned = _freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
                        n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress)
+    # is the forgotten face still a face? (sharpness against ordinary samples: evaluation.quality)
+    metrics.update(target_quality(source, unlearned, ws_u, n_ordinary=max(20, min(200, 2 * n_random)),
+                                  seed=config.seed))
     base_params = sum(p.numel() for p in source.parameters())
     metrics = {
         "method": config.method,
@@ -190,14 +194,21 @@ def unlearn(
 
 
 def summary_rows(metrics: dict) -> list[tuple[str, str]]:
-    """The short table `legato unlearn`/`legato demo` print."""
+    """The short table `legato unlearn`/`legato demo` print (headline numbers with their verdicts)."""
+    from legato.evaluation.verdicts import mark, verdicts
+
+    judged = verdicts(metrics)
+
     def fmt(key):
         v = metrics.get(key)
         if v is None:
             return "—"
         ci = metrics.get(f"{key}_ci95")
         s = f"{v:.3f}" if isinstance(v, float) else str(v)
-        return s + (f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        s += f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        if key in judged and judged[key]["passed"] is not None:
+            s += f"  {mark(judged[key]['passed'])} {judged[key]['rule']}"
+        return s
 
     return [
         ("method", str(metrics.get("method"))),
@@ -207,6 +218,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("fid_pre (↓)", fmt("fid_pre")),
         ("delta_fid_real (↓)", fmt("delta_fid_real")),
         ("threshold", fmt("threshold")),
+        ("forgotten face plausible", "—" if metrics.get("target_plausible") is None else
+         f"{mark(metrics['target_plausible'])} (sharpness {metrics['target_sharpness']:.4g}, "
+         f"percentile {metrics['target_sharpness_percentile']:.0f} of ordinary samples)"),
         ("trainable / base params", f"{metrics.get('trainable_params'):,} / {metrics.get('base_params'):,}"),
         ("training seconds", fmt("seconds")),
         ("forgotten after", "—" if metrics.get("step_to_forget") is None else

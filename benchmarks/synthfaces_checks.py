@@ -1,12 +1,18 @@
 """The must-show measurements of the SynthFaces world, from the shipped weights.
 
-    python benchmarks/synthfaces_checks.py [--only identity fidelity inversion] [--refine 0 10]
-        [--refine-id-weight 0 0.5]
+    python benchmarks/synthfaces_checks.py [--only identity fidelity detail inversion photo-check]
+        [--refine 0 10] [--refine-id-weight 0 0.5] [--generator FILE]
 
 - identity: verification accuracy of the identity encoder on 1,000 genuine + 1,000 impostor pairs of
   held-out people (other nuisance and camera), at its stored threshold and at the best one;
 - fidelity: generator vs renderer of the same parameters verified as the same person (500 z's, random
   cameras), and the same ws across the 11 evaluation yaws;
+- detail: generator vs renderer on 500 held-out latents: identity match, the feature probe's agreement
+  (glasses, beard, eye colour) and the L1 error inside the eye and mouth regions (`synthfaces.detail`);
+- photo-check: how well the generator's closest image explains a photo (`Inverter.reconstruction_match`,
+  after the 10 refinement steps of `unlearn`)
+  of photos of the world (in-domain, out-of-domain) against things that are not (plain colours, noise,
+  LFW photos when ../shared/data/lfw is there), which calibrates `MIN_RECONSTRUCTION_MATCH`;
 - inversion: G(invert(photo)) verified as the person of the same photo and of other photos (100 held-out
   people), for each number of refinement steps and identity-loss weight given (weight 0 = pixel L1 only).
 """
@@ -28,9 +34,14 @@ def main() -> None:
                     help="identity-loss weights of the refinement (0: pixels only, the judging encoder stays out "
                          "of the loop)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--generator", default=None, help="a generator file to check instead of the shipped one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from legato.synthfaces import load_generator, load_identity_model, load_inverter
+    from legato.synthfaces import load_identity_model, load_inverter
+    from legato.synthfaces.generator import load_generator as _load
+
+    def load_generator():
+        return _load(path=args.generator)
 
     if "identity" in args.only:
         from legato.synthfaces.train_identity import evaluate
@@ -42,8 +53,18 @@ def main() -> None:
         from legato.synthfaces.fidelity import measure_fidelity
 
         t = time.perf_counter()
-        r = measure_fidelity(n=500)
+        r = measure_fidelity(n=500, generator=load_generator())
         print(json.dumps({"check": "fidelity", **r, "seconds": round(time.perf_counter() - t, 1)}), flush=True)
+    if "detail" in args.only:
+        from legato.synthfaces.detail import load_probe, measure_detail, probe_accuracy
+
+        t = time.perf_counter()
+        probe = load_probe()
+        r = measure_detail(load_generator(), n=500, probe=probe)
+        print(json.dumps({"check": "detail", **r, "probe_accuracy_on_renders": probe_accuracy(probe),
+                          "seconds": round(time.perf_counter() - t, 1)}), flush=True)
+    if "photo-check" in args.only:
+        photo_check(load_generator(), load_inverter)
     if "inversion" in args.only:
         from legato.synthfaces.train_inverter import evaluate_inversion
 
@@ -56,6 +77,35 @@ def main() -> None:
                 r = evaluate_inversion(inv, idm, n_people=100, refine_steps=steps, id_weight=id_weight)
                 print(json.dumps({"check": "inversion", "refine_steps": steps, **r,
                                   "seconds": round(time.perf_counter() - t, 1)}), flush=True)
+
+
+def photo_check(gen, load_inverter) -> None:
+    """Reconstruction errors of photos of the world and of things that are not (see the module docstring)."""
+    from pathlib import Path
+
+    from legato.inversion.images import load_image
+    from legato.synthfaces.world import out_of_domain_photos, photos
+
+    inv = load_inverter(generator=gen)
+    g = torch.Generator().manual_seed(0)
+    sets = {"in-domain photos": torch.cat([photos(1_000_000 + i, 1) for i in range(100)]),
+            "out-of-domain photos": torch.cat([out_of_domain_photos(1_000_000 + i, 1) for i in range(100)]),
+            "plain colours": (torch.rand(20, 3, 1, 1, generator=g) * 2 - 1).expand(-1, -1, 64, 64).contiguous(),
+            "uniform noise": torch.rand(20, 3, 64, 64, generator=g) * 2 - 1,
+            "smooth noise": torch.nn.functional.interpolate(torch.rand(20, 3, 8, 8, generator=g) * 2 - 1, size=64,
+                                                            mode="bilinear")}
+    lfw = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
+    if lfw.is_dir():
+        files = sorted(lfw.rglob("*.jpg"))
+        files = files[:: max(1, len(files) // 50)][:50]
+        sets["LFW photos"] = torch.cat([load_image(f, 64) for f in files])
+    for name, x in sets.items():
+        with torch.no_grad():
+            ws = inv(x)
+        ws = inv.refine(x, ws, steps=10)  # as `legato unlearn` refines a photo
+        err = inv.reconstruction_match(x, ws)
+        print(json.dumps({"check": "photo-check", "set": name, "n": int(x.shape[0]), "min": round(float(err.min()), 4),
+                          "median": round(float(err.median()), 4), "max": round(float(err.max()), 4)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,8 @@ def ablations(mode: dict, out: Path) -> str:
     variants = {
         "default (SynthFaces: T=1.6, h=0.8, hidden 64, lr 1e-3, trajectory on)": {},
         "trajectory off": {"lambda_trajectory": 0.0},
-        "trajectory single block (reference code)": {"trajectory_single_block": True},
+        "trajectory as the reference code (one block, forgotten latent)": {"trajectory": "reference"},
+        "reference structure (--preset reference: sums, its trajectory term, continuous yaw)": {"preset": "reference"},
         "step 0.2": {"step_size": 0.2},
         "step 0.4 (reference)": {"step_size": 0.4},
         "t_end 0.8": {"t_end": 0.8},

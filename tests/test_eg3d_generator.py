@@ -121,7 +121,15 @@ def test_adapter_sites_are_the_backbone_blocks_with_an_input(gen):
     assert torch.allclose(restored, original, atol=1e-6)
     fine_tuned = {id(p) for p in gen.synthesis_parameters()}
     assert not any(id(p) in fine_tuned for p in gen.net.backbone.mapping.parameters())
-    assert all(id(p) in fine_tuned for p in gen.net.superresolution.parameters())
+    # GUIDE's reference trains the backbone's synthesis network only
+    assert all(id(p) in fine_tuned for p in gen.net.backbone.synthesis.parameters())
+    assert not any(id(p) in fine_tuned for p in gen.net.superresolution.parameters())
+    assert not any(id(p) in fine_tuned for p in gen.net.decoder.parameters())
+    assert len(fine_tuned) == len(list(gen.net.backbone.synthesis.parameters()))
+    # the continuous training camera spans the evaluation views' yaw range
+    assert torch.allclose(gen.view_at(0.0), gen.views(11)[:1], atol=1e-5)
+    assert torch.allclose(gen.view_at(1.0), gen.views(11)[-1:], atol=1e-5)
+    assert torch.allclose(gen.view_at(0.5), gen.views(11)[5:6], atol=1e-5)
 
 
 def test_bad_tensors_are_refused():

@@ -151,16 +151,45 @@ def test_trajectory_consistency_is_mean_of_squared_step_differences():
     assert trajectory_consistency([adapter]).item() == pytest.approx(1.0)
 
 
-def test_single_block_variant_keeps_only_last_adapter():
-    a1, a2 = ODEAdapter(2, hidden=4), ODEAdapter(2, hidden=4)
-    for a, v in ((a1, 0.1), (a2, 0.3)):
+def test_reference_mode_reads_one_adapter_one_sample_and_counts_the_last_step_twice():
+    # f(x) = k·x: Euler steps of h multiply x by (1 + h·k), so the step differences grow geometrically
+    def linear(k):
+        a = ODEAdapter(1, hidden=1, t_end=1.6, step_size=0.4)
         with torch.no_grad():
-            a.field.inp.bias.fill_(1.0)
-            a.field.out.weight.fill_(v)
-        a(torch.zeros(1, 2, 1, 1, requires_grad=True))
-    both = [a1._terms[0].item(), a2._terms[0].item()]
-    single = trajectory_consistency([a1, a2], single=True).item()
-    assert single == pytest.approx(both[1])
+            a.field.inp.weight.fill_(1.0)
+            a.field.inp.bias.zero_()
+            a.field.out.weight.fill_(k)
+            a.field.out.bias.zero_()
+        return a
+
+    a1, a2, a3 = linear(0.1), linear(0.5), linear(0.2)
+    x = torch.tensor([1.0, 2.0]).view(2, 1, 1, 1).requires_grad_(True)  # two samples; the first is "w_u"
+    for a in (a1, a2, a3):
+        a(x)
+        a(x)  # a second call (another chunk) is ignored by the reference mode
+    # second-to-last adapter (a2), sample 0: x_k = 1.2^k, c_k = (0.2·1.2^(k−1))², k = 1..4
+    c = [(0.2 * 1.2 ** (k - 1)) ** 2 for k in range(1, 5)]
+    expected = 0.25 * (c[0] + c[1] + c[2]) + 1.25 * c[3]
+    assert trajectory_consistency([a1, a2, a3], mode="reference").item() == pytest.approx(expected, rel=1e-5)
+    assert not a1._terms and not a3._terms  # everything recorded is consumed
+    for a in (a1, a2, a3):
+        a(x)
+    assert trajectory_consistency([a1, a2, a3], mode="reference", row=None).item() == 0.0
+    # the default mode averages every adapter, call, step and sample
+    for a in (a1, a2, a3):
+        a(x)
+    per = [torch.cat([t.flatten() for t in a._terms]).mean() for a in (a1, a2, a3)]
+    assert trajectory_consistency([a1, a2, a3]).item() == pytest.approx(float(torch.stack(per).mean().detach()))
+    with pytest.raises(InputError):
+        trajectory_consistency([a1], mode="single")
+
+
+def test_field_starts_as_the_reference_code_initialises_it():
+    a = ODEAdapter(64, hidden=32)
+    inp = a.field.inp
+    assert inp.bias.abs().max() == 0 and a.field.out.weight.abs().max() == 0
+    bound = (6 / 64) ** 0.5  # kaiming_uniform_(a=0) over fan_in 64
+    assert inp.weight.abs().max() <= bound and inp.weight.abs().max() > 0.9 * bound
 
 
 def test_bad_settings_are_refused():

@@ -56,7 +56,14 @@ def register(app: typer.Typer) -> None:
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
         lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
         lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
-        single_block_trajectory: bool = typer.Option(False, help="Reproduce the reference's one-block term."),
+        trajectory: str = typer.Option(None, help="Trajectory term: all (every adapter and latent) | reference "
+                                       "(the LEGATO code's: one block, the forgotten latent, last step twice)."),
+        reduction: str = typer.Option(None, help="Adjacency and global terms over their latents: mean | sum "
+                                      "(the reference code)."),
+        training_camera: str = typer.Option(None, help="Camera per iteration: views (one of the evaluation "
+                                            "views) | continuous (a yaw anywhere in their range, the reference)."),
+        preset: str = typer.Option(None, help="reference: the LEGATO/GUIDE code's structure (--reduction sum, "
+                                   "--trajectory reference, --training-camera continuous); see docs/eg3d.md."),
         perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),
@@ -110,7 +117,8 @@ def register(app: typer.Typer) -> None:
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
             alpha_max=alpha, hidden=hidden, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
-            perceptual=perceptual, eval_every=eval_every, trajectory_single_block=single_block_trajectory,
+            perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
+            training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
             refine_steps=refine_steps,

@@ -54,6 +54,13 @@ class Generator(nn.Module, ABC):
     def views(self, n: int) -> torch.Tensor:
         """`n` evaluation cameras `[n, c_dim]` (the reference: yaws evenly in ±π/12 at pitch −0.2)."""
 
+    def view_at(self, u: float) -> torch.Tensor:
+        """The camera `[1, c_dim]` a fraction `u` ∈ [0, 1] of the way across the evaluation views' yaw range
+        (0: the first view, 1: the last). Here a linear interpolation between the two end views, right for
+        cameras that are linear in yaw; backends whose cameras are not (EG3D's poses) override it."""
+        ends = self.views(2)
+        return ends[:1] + float(u) * (ends[1:] - ends[:1])
+
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0) -> torch.Tensor:
         return self.synthesis(self.mapping(z, c, truncation_psi=truncation_psi), c)
 

@@ -35,8 +35,9 @@ class ODEAdapter(nn.Module):
     [0, 1.6] with Euler steps of 0.4 (4 steps). `strength` ∈ [0, 1] scales the time span, so 0 is the
     identity and 1 the trained adapter.
 
-    While gradients are enabled (or when `record_trajectory` is True) each call records the
-    trajectory-consistency term mean_k mean((x_{k+1} − x_k)²) for `consume_trajectory_terms()`.
+    While gradients are enabled (or when `record_trajectory` is True) each call records, for the
+    trajectory-consistency term, mean((x_{k+1} − x_k)²) per solver step k and per sample: a `[steps, batch]`
+    tensor per call, read by `consume_trajectory_terms()`.
     """
 
     def __init__(
@@ -104,13 +105,13 @@ class ODEAdapter(nn.Module):
         self.last_num_steps = len(grid) - 1
         record = self.record_trajectory if self.record_trajectory is not None else torch.is_grad_enabled()
         if record:
-            diffs = states[1:] - states[:-1]
-            self._terms.append(diffs.pow(2).flatten(1).mean(dim=1).mean())
+            diffs = states[1:] - states[:-1]  # [steps, B, C, H, W]
+            self._terms.append(diffs.pow(2).flatten(2).mean(dim=2))
         out = states[-1]
         return out[:, :, 0, 0] if squeeze else out
 
     def consume_trajectory_terms(self) -> list[torch.Tensor]:
-        """Return and clear the trajectory-consistency terms recorded since the last call."""
+        """Return and clear the `[steps, batch]` terms recorded since the last call (one per forward)."""
         terms, self._terms = self._terms, []
         return terms
 
@@ -121,21 +122,31 @@ class ODEAdapter(nn.Module):
         )
 
 
-def trajectory_consistency(adapters, single: bool = False) -> torch.Tensor:
-    """Mean over adapters (and their calls since the last consumption) of mean_k mean((x_{k+1} − x_k)²).
+TRAJECTORY_MODES = ("all", "reference")
 
-    `adapters` is an iterable of `ODEAdapter` (an `AdapterSet` works). Clears what it reads.
-    `single=True` reproduces the reference code, which only kept the term of the last adapter it visited.
+
+def trajectory_consistency(adapters, mode: str = "all", site_index: int = -2, row: int | None = 0) -> torch.Tensor:
+    """The trajectory-consistency term from what the adapters recorded since the last consumption (cleared).
+
+    `adapters` is an iterable of `ODEAdapter` (an `AdapterSet` works).
+    - "all" (ours): the mean over adapters, their calls, solver steps and samples of mean((x_{k+1} − x_k)²).
+    - "reference" (the LEGATO code): one adapter, `adapters[site_index]` (EG3D's b128 is the second-to-last
+      of b8…b256), one sample, `row` of its first recorded call (the forgotten latent), and the step terms
+      c_1…c_S weighted 1/S each plus c_S once more: the code's loop overwrites its running total with the
+      last c_S and then adds the mean, which gives 0.25·(c₁+c₂+c₃) + 1.25·c₄ for its 4 Euler steps.
+      `row=None` (a forward that did not hold the forgotten latent) gives 0.
     """
-    per_adapter = []
-    device = None
-    for adapter in adapters:
-        terms = adapter.consume_trajectory_terms()
-        if terms:
-            per_adapter.append(torch.stack(terms).mean())
-            device = terms[0].device
+    if mode not in TRAJECTORY_MODES:
+        raise InputError(f"unknown trajectory mode {mode!r}; choose one of {', '.join(TRAJECTORY_MODES)}")
+    recorded = [adapter.consume_trajectory_terms() for adapter in adapters]
+    device = next((t[0].device for t in recorded if t), None)
+    if mode == "reference":
+        terms = recorded[site_index] if recorded else []
+        if not terms or row is None:
+            return torch.zeros((), device=device)
+        steps = terms[0][:, row]  # [S]
+        return steps.mean() + steps[-1]
+    per_adapter = [torch.cat([t.flatten() for t in terms]).mean() for terms in recorded if terms]
     if not per_adapter:
         return torch.zeros((), device=device)
-    if single:
-        return per_adapter[-1]
     return torch.stack(per_adapter).mean()

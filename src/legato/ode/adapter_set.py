@@ -129,8 +129,9 @@ class AdapterSet(nn.Module):
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def trajectory_consistency(self, single: bool = False) -> torch.Tensor:
-        return trajectory_consistency(self.adapters.values(), single=single)
+    def trajectory_consistency(self, mode: str = "all", site_index: int = -2, row: int | None = 0) -> torch.Tensor:
+        """See `legato.ode.adapter.trajectory_consistency`."""
+        return trajectory_consistency(list(self.adapters.values()), mode=mode, site_index=site_index, row=row)
 
     def detach(self) -> None:
         """Remove this set's hooks; when the last set goes, the base's `requires_grad` flags come back."""

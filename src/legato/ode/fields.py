@@ -14,7 +14,8 @@ FIELDS = ("conv1x1", "unet")
 class Conv1x1Field(nn.Module):
     """The reference field: 1×1 conv C→hidden, LeakyReLU(0.2), 1×1 conv hidden→C (last layer zero-init).
 
-    Parameters: 2·C·hidden + hidden + C.
+    Initialised as the LEGATO reference code does: the first conv `kaiming_uniform_(a=0)` (bound √(6/C))
+    with a zero bias, the last conv and its bias zero. Parameters: 2·C·hidden + hidden + C.
     """
 
     def __init__(self, channels: int, hidden: int = 256) -> None:
@@ -23,6 +24,8 @@ class Conv1x1Field(nn.Module):
         self.inp = nn.Conv2d(channels, hidden, kernel_size=1)
         self.act = nn.LeakyReLU(0.2)
         self.out = nn.Conv2d(hidden, channels, kernel_size=1)
+        nn.init.kaiming_uniform_(self.inp.weight, a=0)
+        nn.init.zeros_(self.inp.bias)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

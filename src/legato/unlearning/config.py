@@ -8,6 +8,16 @@ from legato.errors import InputError
 
 METHODS = ("legato", "guide", "residual", "baseline")
 TARGETS = ("extra", "average")
+REDUCTIONS = ("mean", "sum")
+TRAJECTORY_MODES = ("all", "reference")
+TRAINING_CAMERAS = ("views", "continuous")
+# Named departures from our defaults. "reference" reproduces the LEGATO/GUIDE code where its structure
+# differs from ours (docs/eg3d.md has the line-by-line reading): adjacency and global terms summed over
+# their latents, the one-block / forgotten-latent trajectory term with its doubled last step, and a
+# continuous training yaw instead of the evaluation views.
+PRESETS = {
+    "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous"},
+}
 
 
 @dataclass
@@ -36,7 +46,16 @@ class UnlearnConfig:
     alpha_max: str = "15"  # reference: α ~ U(0, 15) in EG3D's W space; absolute or relative like `distance`
     n_global: int = 2  # reference: 2 random latents for the global preservation loss
     weights: LossWeights = field(default_factory=LossWeights)
-    trajectory_single_block: bool = False  # reproduce the reference code's single-block trajectory term
+    # how the adjacency and global terms combine their latents: "mean" (ours) or "sum" (the reference code)
+    reduction: str = "mean"
+    # trajectory-consistency term: "all" (ours: every adapter, every latent) or "reference" (the code's: the
+    # adapter at `trajectory_site`, the forgotten latent only, last step counted twice; `ode.adapter`)
+    trajectory: str = "all"
+    trajectory_site: int = -2  # EG3D's b128, the second-to-last of b8…b256
+    # training camera per iteration: one of the evaluation views ("views", ours) or a yaw drawn uniformly
+    # over their range ("continuous", the reference: U(−π/12, π/12) at pitch −0.2 on EG3D)
+    training_camera: str = "views"
+    preset: str | None = None  # the name of the preset applied, if any (recorded in config.json)
     # adapters (reference: one after conv1 of every synthesis block, 1×1 field, hidden 256, Euler 4×0.4)
     hidden: int = 256
     field: str = "conv1x1"
@@ -67,21 +86,32 @@ class UnlearnConfig:
             raise InputError(f"--refine-steps must not be negative (got {self.refine_steps})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
+        for name, allowed in (("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),
+                              ("training_camera", TRAINING_CAMERAS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "
+                                 f"{', '.join(allowed)}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise InputError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         parse_distance(self.distance)
         parse_distance(self.alpha_max)
 
     @classmethod
     def for_generator(cls, generator, **overrides) -> UnlearnConfig:
         """Reference settings, then the backend's own recommendations (`unlearning_defaults`; its
-        `"methods": {name: {...}}` entry adds settings for one method), then `overrides` (values of None are
-        ignored)."""
+        `"methods": {name: {...}}` entry adds settings for one method), then the preset (`preset=` among
+        the overrides, else the backend's `default_preset`), then `overrides` (values of None are ignored)."""
         cfg = cls()
         backend = dict(getattr(generator, "unlearning_defaults", {}) or {})
         per_method = backend.pop("methods", {}) or {}
         given = {k: v for k, v in overrides.items() if v is not None}
         method = given.get("method", backend.get("method", cfg.method))
+        preset = given.get("preset", getattr(generator, "default_preset", None))
+        if preset is not None and preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        preset_values = {**PRESETS[preset], "preset": preset} if preset else {}
         # a backend may tune one method (e.g. the adapters' learning rate) without changing the others
-        for source in (backend, dict(per_method.get(method, {})), given):
+        for source in (backend, dict(per_method.get(method, {})), preset_values, given):
             for key, value in source.items():
                 if key.startswith("lambda_"):
                     setattr(cfg.weights, key[len("lambda_"):], value)

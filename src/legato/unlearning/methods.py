@@ -30,7 +30,8 @@ class Trainable:
     params: list[nn.Parameter]
     adapter_set: AdapterSet | None = None
     uses_trajectory: bool = False
-    single_block: bool = False
+    trajectory_mode: str = "all"
+    trajectory_site: int = -2
     _named: dict[str, nn.Parameter] = field(default_factory=dict)
 
     def num_trainable(self) -> int:
@@ -44,10 +45,14 @@ class Trainable:
             for k, p in self._named.items():
                 p.copy_(state[k])
 
-    def trajectory_loss(self, reference: torch.Tensor) -> torch.Tensor:
+    def trajectory_loss(self, reference: torch.Tensor, forgotten_row: int | None = 0) -> torch.Tensor:
+        """The trajectory term of the forward calls since the last call (their records are consumed).
+        `forgotten_row`: where the forgotten latent sits in that batch (None: not in it), for the
+        reference mode, which reads that latent alone."""
         if self.adapter_set is None:
             return reference.new_zeros(())
-        loss = self.adapter_set.trajectory_consistency(single=self.single_block)
+        loss = self.adapter_set.trajectory_consistency(mode=self.trajectory_mode, site_index=self.trajectory_site,
+                                                       row=forgotten_row)
         return loss if self.uses_trajectory else loss.detach() * 0
 
     def save(self, directory: Path, metadata: dict) -> None:
@@ -74,8 +79,8 @@ def build(generator: nn.Module, config: UnlearnConfig, adapter_name: str = ADAPT
         named = {f"{site}::{n}": p for site in adapter_set.sites
                  for n, p in adapter_set.adapter(site).named_parameters()}
         return Trainable(config.method, generator, list(named.values()), adapter_set,
-                         uses_trajectory=config.method == "legato", single_block=config.trajectory_single_block,
-                         _named=named)
+                         uses_trajectory=config.method == "legato", trajectory_mode=config.trajectory,
+                         trajectory_site=config.trajectory_site, _named=named)
     unlearned = copy.deepcopy(generator)
     for p in unlearned.parameters():
         p.requires_grad_(False)

@@ -87,12 +87,14 @@ def _share(term: torch.Tensor, part: int, whole: int) -> torch.Tensor:
 
 
 def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[int, int], n_loc: int, n_all: int,
-                 w, perceptual, identity_model) -> dict[str, torch.Tensor]:
+                 w, perceptual, identity_model, reduction: str = "mean") -> dict[str, torch.Tensor]:
     """Render rows [a, b) of the iteration's latents and return their share of every loss term.
 
     Every term is a mean over its rows (local: row 0; adjacency: rows 1..n_loc−1; global: the rest;
     trajectory: all rows, recorded per forward call), so a chunk's share is its mean weighted by the
     fraction of the term's rows it holds, and the shares of all chunks sum to the whole batch's terms.
+    With `reduction="sum"` (the reference code) the adjacency and global terms are sums over their rows;
+    the reference trajectory term reads the forgotten latent (row 0, in the first chunk) alone.
     """
     a, b = rows
     loc = max(0, min(b, n_loc) - a)  # rows of this chunk with local terms (and features)
@@ -107,7 +109,12 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
                        n_loc - 1) if loc > adj_lo else zero
     n_glob = b - a - loc
     global_ = _share(perceptual(img_u[loc:], img_s[loc:]), n_glob, n_all - n_loc) if n_glob else zero
-    trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
+    if reduction == "sum":
+        adjacency, global_ = adjacency * (n_loc - 1), global_ * (n_all - n_loc)
+    if trainable.trajectory_mode == "reference":
+        trajectory = trainable.trajectory_loss(local, forgotten_row=0 if a == 0 else None)
+    else:
+        trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
     total = w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
     return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory}
 
@@ -194,7 +201,10 @@ def train(
     try:
         for step in range(start + 1, config.iterations + 1):
             rng_at_start = rng.get_state()
-            c = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
+            if config.training_camera == "continuous":  # a yaw anywhere in the evaluation range
+                c = source.view_at(torch.rand(1, generator=rng).item()).to(device)
+            else:
+                c = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
             k = n_adj + n_glob
             if k:
                 z = torch.randn(k, source.z_dim, generator=rng).to(device)
@@ -212,7 +222,7 @@ def train(
             losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory"), 0.0)
             for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
                 terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), 1 + n_adj,
-                                     n_all, w, perceptual, identity_model)
+                                     n_all, w, perceptual, identity_model, config.reduction)
                 for key, value in terms.items():
                     losses[key] += value.item()
                 if not math.isfinite(losses["total"]):

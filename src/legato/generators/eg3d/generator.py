@@ -114,6 +114,12 @@ class EG3DGenerator(Generator):
     def views(self, n: int) -> torch.Tensor:
         return self.rig.views(n, device=self.w_avg.device)
 
+    def view_at(self, u: float) -> torch.Tensor:
+        """The pose at yaw (2u − 1)·π/12, pitch −0.2: the reference's continuous training camera."""
+        import math
+
+        return self.rig.camera((2.0 * float(u) - 1.0) * math.pi / 12, -0.2, device=self.w_avg.device)
+
     def inverter(self):
         """Projection of photos into W+ from the front camera (`legato.inversion.projection`)."""
         from legato.inversion.projection import Projector
@@ -121,7 +127,10 @@ class EG3DGenerator(Generator):
         return Projector(self)
 
     def synthesis_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if not name.startswith("net.backbone.mapping.")]
+        """What GUIDE fine-tunes: the StyleGAN2 synthesis network of the backbone only (its `unlearn.py` trains
+        the parameters named `backbone.synthesis.*`; mapping, tri-plane decoder and super-resolution stay
+        frozen)."""
+        return [p for name, p in self.named_parameters() if name.startswith("net.backbone.synthesis.")]
 
     def extra_repr(self) -> str:
         return (f"z_dim={self.z_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}, "

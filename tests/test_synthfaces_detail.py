@@ -112,3 +112,29 @@ def test_measure_detail_tells_a_copy_of_the_renderer_from_a_blur():
     assert all(exact[f"agreement_{k}"] == 1.0 for k in FEATURES)
     assert blurred["l1_eyes"] > 2 * blurred["l1_image"] > 0  # detail lives in the regions
     assert blurred["l1_mouth"] > blurred["l1_image"]
+
+
+def test_feature_masks_come_with_the_same_render_and_sit_in_the_regions():
+    from legato.synthfaces.renderer import MASK_NAMES, render_with_masks
+
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(6, P.Z_DIM, generator=g)
+    cam = P.random_camera(6, generator=g)
+    idn, nui = P.split(P.z_to_params(z))
+    img, masks = render_with_masks(idn, nui, cam)
+    assert torch.equal(img, render(idn, nui, cam))
+    assert masks.shape == (6, len(MASK_NAMES), 64, 64) and masks.min() >= 0 and masks.max() <= 1
+    iris = masks[:, MASK_NAMES.index("iris")]
+    assert (iris.flatten(1).amax(1) > 0.5).all()  # every face shows an iris
+    eyes = feature_regions(idn, nui, cam)["eyes"]
+    assert (iris * eyes).sum() > 0.95 * iris.sum()  # and it lies in the eye region
+
+
+def test_mask_loss_rewards_finding_the_features():
+    from legato.synthfaces.train_generator import mask_loss
+
+    masks = torch.zeros(2, 3, 8, 8)
+    masks[:, :, 2:4, 2:4] = 1.0
+    right = mask_loss((masks * 2 - 1) * 8, masks)
+    blind = mask_loss(torch.full_like(masks, -8.0), masks)  # "nothing anywhere" is cheap without the weighting
+    assert right < 0.01 < blind

@@ -155,8 +155,35 @@ class _Head:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, size: int) -> torch.Tensor:
+MASK_NAMES = ("sclera", "iris", "pupil", "brow", "lips", "teeth", "glasses", "beard", "nose")
+
+
+def render_with_masks(identity: torch.Tensor, nuisance: torch.Tensor, camera: torch.Tensor,
+                      size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`render` plus the coverage of each small feature, `[B, len(MASK_NAMES), size, size]` in [0, 1] (what
+    the generator recipe's auxiliary mask head learns to predict: where the features are, whatever their
+    colour contrast)."""
+    idn, nui, cam = (t.detach().float().cpu() for t in (identity, nuisance, camera))
+    grid = _grid(size)
+    imgs, masks = [], []
+    with torch.no_grad():
+        for i in range(0, idn.shape[0], _CHUNK):
+            found: dict[str, torch.Tensor] = {}
+            imgs.append(_render_chunk(idn[i:i + _CHUNK], nui[i:i + _CHUNK], cam[i:i + _CHUNK], grid, size, found))
+            zero = torch.zeros_like(imgs[-1][:, 0])
+            masks.append(torch.stack([found.get(k, zero) for k in MASK_NAMES], 1))
+    img = torch.cat(imgs).mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+    return img.to(identity.device), torch.cat(masks).clamp_(0.0, 1.0).to(identity.device)
+
+
+def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, size: int,
+                  masks: dict | None = None) -> torch.Tensor:
     b = p.shape[0]
+
+    def keep(name: str, alpha: torch.Tensor) -> None:
+        if masks is not None:
+            masks[name] = alpha if name not in masks else torch.maximum(masks[name], alpha)
+
     u, v = grid
     w = 1.0 / (size * _ZOOM)  # soft-edge width: half a pixel
     pos = lambda x, m: x.clamp(min=m)  # noqa: E731 — sizes stay positive out of domain
@@ -257,6 +284,7 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
     beard_line = 0.78 - 0.3 * _col(beard.clamp(max=1.0))
     beard_a = _soft(beard_line - yh, 0.04) * _soft(-zh + 0.0, 0.1) * _col(beard.clamp(max=1.0) * 0.9)
     _blend(face, hair * 0.8, beard_a)
+    keep("beard", beard_a)
 
     # hair cap: above a hairline that drops towards the temples; the fringe lowers it in the middle
     h0 = -0.62 + 0.42 * _col(fringe) + 0.05 * _col(jit)
@@ -284,6 +312,9 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
         _blend(face, torch.tensor([0.93, 0.92, 0.9]).expand(b, 3), sclera * vk)
         _blend(face, iris_col, iris * vk)
         _blend(face, torch.zeros(b, 3) + 0.04, pupil * vk)
+        keep("sclera", sclera * vk)
+        keep("iris", iris * vk)
+        keep("pupil", pupil * vk)
         _blend(face, skin * 0.35, lid * vk)
         # brow above each eye; brow_tilt raises the outer (positive) or inner end
         side = 1.0 if k else -1.0
@@ -302,6 +333,7 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
             _col(brow_t * 0.6),
         )
         _blend(face, brow_col, _soft(brow, w) * vk)
+        keep("brow", _soft(brow, w) * vk)
 
     # nose: a ridge from the bridge to the protruding tip; the side away from the light is shaded, the tip
     # catches a highlight, nostrils and a soft shadow sit below it
@@ -319,6 +351,7 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
     shadow_side = _soft(-(u - centre) * away, 0.3 * nw)  # 1 on the side facing away from the light
     nose_a = _soft(ridge, w)
     _blend(face, skin * 0.62, nose_a * shadow_side * 0.75)
+    keep("nose", nose_a)
     tip = _ellipse(u, v, tu - away * nw * 0.25, tv - nw * 0.1, nw * 0.45, nw * 0.35)
     _blend(face, (skin * 1.12).clamp(0, 1), _soft(tip, 2 * w) * 0.6)
     under = _ellipse(u, v, tu, tv + nw * 0.55, nw * 1.1, nw * 0.3)
@@ -350,8 +383,10 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
     lips = _soft((dy.abs() - _col(lip) * env.sqrt() - open_), w) * _soft(s.abs() - 1.0, 0.05)
     lip_col = (skin * torch.tensor([0.8, 0.45, 0.45]) + torch.tensor([0.22, 0.02, 0.04])).clamp(0, 1)
     _blend(face, lip_col, lips)
+    keep("lips", lips)
     teeth = _soft(dy.abs() - open_, w) * _soft(s.abs() - 0.9, 0.05)
     _blend(face, torch.tensor([0.9, 0.88, 0.82]).expand(b, 3), teeth)
+    keep("teeth", teeth)
     line = (
         _soft(dy.abs() - w * 0.6, w) * _soft(s.abs() - 1.0, 0.05) * _soft(open_ - 0.004, 0.003).mul(-1).add(1)
     )
@@ -359,6 +394,9 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
 
     face.mul_(s_map.unsqueeze(1))
     _blend(img, face, head_a)
+    if masks is not None:  # face features show only where the head does
+        for name in list(masks):
+            masks[name] = masks[name] * head_a
 
     # ears: on the sides, shown when their outward normal faces the camera
     eu2, ev2, en2 = head.anchor(
@@ -409,6 +447,7 @@ def _render_chunk(p: torch.Tensor, q: torch.Tensor, cam: torch.Tensor, grid, siz
         )
         g = torch.maximum(g, _soft(bridge, w))
         _blend(img, torch.zeros(b, 3) + 0.08, g * _col(glasses))
+        keep("glasses", g * _col(glasses))
     return img
 
 

@@ -19,13 +19,14 @@ import torch.nn.functional as F
 
 from legato.synthfaces import params as P
 from legato.synthfaces.generator import GeneratorConfig, SynthFacesGenerator, config_from_json, save_generator
-from legato.synthfaces.renderer import feature_regions, render
+from legato.synthfaces.renderer import MASK_NAMES, feature_regions, render, render_with_masks
 
 DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to spare for w_avg and saving
 
 
-def _batch(n: int, g: torch.Generator, region_weight: float = 0.0):
-    """z, camera, the target render and its per-pixel loss weight `[n, 1, 64, 64]` (None without regions)."""
+def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool = False):
+    """z, camera, the target render, its per-pixel loss weight `[n, 1, 64, 64]` (None without regions) and
+    the renderer's feature masks `[n, K, 64, 64]` (None unless asked)."""
     z = torch.randn(n, P.Z_DIM, generator=g)
     p = P.z_to_params(z)
     cam = P.random_camera(n, generator=g)
@@ -34,7 +35,32 @@ def _batch(n: int, g: torch.Generator, region_weight: float = 0.0):
     if region_weight:
         regions = feature_regions(idn, nui, cam)
         weight = (1.0 + region_weight * torch.maximum(regions["eyes"], regions["mouth"]))[:, None]
-    return z, cam, render(idn, nui, cam), weight
+    if masks:
+        image, feature_masks = render_with_masks(idn, nui, cam)
+        return z, cam, image, weight, feature_masks
+    return z, cam, render(idn, nui, cam), weight, None
+
+
+def _mask_head(gen: SynthFacesGenerator) -> torch.nn.Module:
+    channels = gen.synthesis_network.b64.conv1.out_channels
+    return torch.nn.Conv2d(channels, len(MASK_NAMES), kernel_size=1)
+
+
+def _forward_with_last_features(gen: SynthFacesGenerator, z, cam):
+    """The images and the last (64²) block's feature map, from one pass."""
+    captured = {}
+    handle = gen.synthesis_network.b64.register_forward_hook(lambda m, i, out: captured.__setitem__("x", out[0]))
+    try:
+        img = gen(z, cam)
+    finally:
+        handle.remove()
+    return img, captured["x"]
+
+
+def mask_loss(logits: torch.Tensor, masks: torch.Tensor, positive_weight: float = 10.0) -> torch.Tensor:
+    """Binary cross-entropy against the soft masks, with feature pixels (≈ 1% of the image) weighted up."""
+    weight = 1.0 + (positive_weight - 1.0) * masks
+    return F.binary_cross_entropy_with_logits(logits, masks, weight=weight)
 
 
 def _image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +106,8 @@ def compute_w_avg(gen: SynthFacesGenerator, n: int = 10_000, seed: int = 123) ->
 def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seconds: float | None = None,
           batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True,
           extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
-          grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0) -> dict:
+          grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0,
+          mask_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
@@ -88,7 +115,11 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     `extend_lr`, cosine to 0 over that many more seconds); the recipe metadata lists both cycles.
     `grow_from` (a generator .safetensors) starts a fresh run from that network grown to `config`
     (`grow.grow_generator`: the same images at the start), with `lr`, `edge_weight` and the budget given.
-    `region_weight` adds that much loss weight inside the eye and mouth regions (0: none).
+    `region_weight` adds that much loss weight inside the eye and mouth regions (0: none). `mask_weight`
+    adds an auxiliary head (training only, not saved in the generator file): a 1×1 conv from the 64² block's
+    features to the renderer's feature masks (`renderer.MASK_NAMES`), trained with a balanced binary cross-
+    entropy, so the features learn *where* eyes, irises, brows, lips and glasses are even where their colour
+    contrast, and so their share of the pixel loss, is small.
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -107,16 +138,19 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         gen = grow_generator(base, config or base.config, seed=seed).requires_grad_(True).train()
     else:
         gen = SynthFacesGenerator(config or GeneratorConfig())
-    opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.is_file() else None
+    if ck is not None and ck.get("config"):  # the network this run trains (a grown one differs from the default)
+        gen = SynthFacesGenerator(config_from_json(ck["config"]))
+    aux = _mask_head(gen) if mask_weight or (ck is not None and "aux" in ck) else None
+    params = list(gen.parameters()) + (list(aux.parameters()) if aux is not None else [])
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(seed)
     step, elapsed_before = 0, 0.0
     cycles: list[dict] = []
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck.get("config"):  # the network this run trains (a grown one differs from the default)
-            gen = SynthFacesGenerator(config_from_json(ck["config"]))
-            opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
+    if ck is not None:
         gen.load_state_dict(ck["model"])
+        if aux is not None and "aux" in ck:
+            aux.load_state_dict(ck["aux"])
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
@@ -126,13 +160,13 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
         first_edge = 0.0 if extend_seconds is not None else edge_weight
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
-                   "region_weight": region_weight}]
+                   "region_weight": region_weight, "mask_weight": mask_weight}]
         if grown_from is not None:
             cycles[0]["grown_from"] = grown_from
     if extend_seconds is not None and len(cycles) == 1:  # every cycle after the first is an extension
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
                        "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
-                       "extension": True})
+                       "mask_weight": mask_weight, "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -147,9 +181,11 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
 
     def save_ckpt():
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": gen.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
-                    "elapsed": elapsed(), "cycles": json.dumps(cycles),
-                    "config": json.dumps(asdict(gen.config))}, tmp)
+        state = {"model": gen.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
+                 "elapsed": elapsed(), "cycles": json.dumps(cycles), "config": json.dumps(asdict(gen.config))}
+        if aux is not None:
+            state["aux"] = aux.state_dict()
+        torch.save(state, tmp)
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
@@ -160,9 +196,14 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             warm = min(1.0, (step - cycle["start_step"]) / 200)
             for group in opt.param_groups:
                 group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
-            z, cam, target, weight = _batch(batch_size, rng, cycle.get("region_weight", 0.0))
-            fake = gen(z, cam)
-            loss = loss_fn(fake, target, cycle["edge_weight"], weight)
+            masks_w = cycle.get("mask_weight", 0.0)
+            z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0), bool(masks_w))
+            if masks_w:
+                fake, feat64 = _forward_with_last_features(gen, z, cam)
+                loss = loss_fn(fake, target, cycle["edge_weight"], weight) + masks_w * mask_loss(aux(feat64), masks)
+            else:
+                fake = gen(z, cam)
+                loss = loss_fn(fake, target, cycle["edge_weight"], weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -175,3 +175,20 @@ def test_summary_says_when_the_target_was_forgotten():
     rows = dict(summary_rows({**base, "step_to_forget": 7, "seconds_to_forget": 1.234}))
     assert rows["forgotten after"] == "step 7 (1.2 s)"
     assert dict(summary_rows({**base, "step_to_forget": None, "seconds_to_forget": None}))["forgotten after"] == "—"
+
+
+def test_a_judge_model_apart_from_the_loss_model(tmp_path):
+    # the toy's own identity model drives the loss; the SynthFaces encoder judges
+    fast = {**FAST, "n_fid": 0}  # the registry's SynthFaces judge has no FID features
+    torch.manual_seed(0)  # the toy network is drawn from the global generator when it is loaded
+    metrics = unlearn("toy", "seed:5", tmp_path / "judged", config(iterations=4), judge_model="synthfaces", **fast)
+    from legato.identity import load as load_identity
+
+    judge = load_identity("synthfaces")
+    assert metrics["identity_model"] == judge.name and metrics["threshold"] == pytest.approx(judge.threshold)
+    assert metrics["loss_identity_model"] != judge.name
+    torch.manual_seed(0)
+    same = unlearn("toy", "seed:5", tmp_path / "self", config(iterations=4), **fast)
+    assert same["identity_model"] == same["loss_identity_model"]
+    # the loss model alone decides the training: same losses whoever judges
+    assert metrics["final_losses"] == same["final_losses"]

@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
         identity_model: str = typer.Option(None, "--identity-model",
                                            help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
                                                 "curricularface:PATH | synthfaces); default: the backend's own."),
+        judge_model: str = typer.Option(None, "--judge-model",
+                                        help="Identity model that judges the result (ID, ID_others, preservation), "
+                                             "if not the loss's --identity-model; the papers: CurricularFace."),
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
                                  "method, else the reference's 1e-4."),
         target: str = typer.Option("extra", help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average."),
@@ -126,7 +129,7 @@ def register(app: typer.Typer) -> None:
         metrics = unlearn(generator, identity, out, config, target_index=target_index,
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
-                          identity_model=identity_model)
+                          identity_model=identity_model, judge_model=judge_model)
         _print_table(metrics, out)
 
     @app.command("demo")

@@ -60,13 +60,16 @@ def unlearn(
     report: bool = True,
     generator_spec: str = "synthfaces",
     identity_model: str | None = None,
+    judge_model: str | None = None,
     source=None,
     adapter_name: str = "forget",
 ) -> dict:
     """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
 
     `refine_steps` (for photo identities) overrides `config.refine_steps`.
-    Returns the metrics dict also written to `out/metrics.json`.
+    `identity_model` (a spec for `legato.identity.load`, default: the backend's own) drives the identity loss
+    and, unless `judge_model` names another, judges the result; the papers train with ArcFace IR-SE50 and
+    judge with CurricularFace IR-101. Returns the metrics dict also written to `out/metrics.json`.
     """
     out = Path(out)
     work = work_dir_for(out)
@@ -101,20 +104,26 @@ def unlearn(
     alpha_max = alpha_value * (scale if alpha_relative else 1.0)
     ws_t = ufo_target(ws_u, source.w_avg, config.target, distance)
 
-    identity_model_spec = identity_model
-    if identity_model_spec is not None:
-        from legato.identity import load as load_identity_model
+    def identity_from(spec):
+        if spec is None:
+            model = source.identity_model()
+        else:
+            from legato.identity import load as load_identity_model
 
-        identity_model = load_identity_model(identity_model_spec)
-    else:
-        identity_model = source.identity_model()
-    if identity_model is not None:
-        _freeze(identity_model)
-        if isinstance(identity_model, torch.nn.Module):  # judge and loss run where the generator runs
-            identity_model.to(ws_u.device)
+            model = load_identity_model(spec)
+        if model is not None:
+            _freeze(model)
+            if isinstance(model, torch.nn.Module):  # judge and loss run where the generator runs
+                model.to(ws_u.device)
+        return model
+
+    loss_model = identity_from(identity_model)
+    identity_model = loss_model if judge_model is None else identity_from(judge_model)  # the judge
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
-    loss_identity_model = identity_model if getattr(identity_model, "differentiable", True) else None
+    loss_identity_model = loss_model if getattr(loss_model, "differentiable", True) else None
     perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)
+    # the trained parameters start from the seed alone, whatever models were built before them
+    torch.manual_seed(config.seed)
     trainable = build(_freeze(generator), config, adapter_name=adapter_name)
 
     from legato.evaluation.metrics import evaluate, quick_scores
@@ -156,6 +165,7 @@ def unlearn(
         "seconds_total": None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "perceptual_backend": perceptual.name,
+        "loss_identity_model": None if loss_identity_model is None else getattr(loss_identity_model, "name", None),
         "threshold": getattr(identity_model, "threshold", None),
         "target_distance": round(distance, 4),
         "typical_w_distance": round(scale, 4) if (relative or alpha_relative) else None,

@@ -31,3 +31,18 @@ def test_adjacent_offsets_have_whole_tensor_length_at_most_alpha():
     assert (lengths <= 0.5 + 1e-6).all() and lengths.max() > 0
     cos = torch.nn.functional.cosine_similarity(delta.flatten(1), (ws_r - ws_u).flatten(1))
     assert torch.allclose(cos, torch.ones(6), atol=1e-5)
+
+
+def test_projected_target_is_a_latent_of_the_mapping_network_near_the_ufo_point():
+    from legato.generators import load
+
+    gen = load("toy")
+    with torch.no_grad():
+        ws_u = gen.mapping(torch.randn(1, gen.z_dim, generator=torch.Generator().manual_seed(2)))
+        others = gen.mapping(torch.randn(200, gen.z_dim, generator=torch.Generator().manual_seed(3)))
+    raw = ufo_target(ws_u, gen.w_avg, "extra", 2.0)
+    projected = ufo_target(ws_u, gen.w_avg, "extra-projected", 2.0, generator=gen)
+    assert projected.shape == raw.shape and not projected.requires_grad
+    assert torch.allclose(projected, projected[:, :1].expand_as(projected))  # one w for every row, as mapping gives
+    gap = ws_norm(projected - raw).item()
+    assert gap < ws_norm(others - raw).flatten().min().item()  # nearer than 200 random people

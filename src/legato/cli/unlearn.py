@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
                                              "if not the loss's --identity-model; the papers: CurricularFace."),
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
                                  "method, else the reference's 1e-4."),
-        target: str = typer.Option("extra", help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average."),
+        target: str = typer.Option(None, help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average | "
+                                   "extra-projected (extra moved to the nearest latent the mapping network makes); "
+                                   "default: the backend's recommendation, else extra."),
         distance: str = typer.Option(None, help="d: absolute (30, the reference in EG3D's W) or relative (1x); "
                                      "default: the backend's recommendation, else 30."),
         alpha: str = typer.Option(None, "--alpha", help="Max adjacency offset α: absolute (15, the reference) or "

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from legato.errors import InputError
 
 METHODS = ("legato", "guide", "residual", "baseline")
-TARGETS = ("extra", "average")
+TARGETS = ("extra", "average", "extra-projected")
 REDUCTIONS = ("mean", "sum")
 TRAJECTORY_MODES = ("all", "reference")
 TRAINING_CAMERAS = ("views", "continuous")
@@ -38,7 +38,9 @@ class UnlearnConfig:
     method: str = "legato"
     iterations: int = 1000  # reference: 1,000 iterations
     lr: float = 1e-4  # reference: Adam, lr 1e-4
-    target: str = "extra"  # UFO target: w_avg − d·unit(w_u − w_avg) ("extra") or w_avg ("average")
+    # UFO target: w_avg − d·unit(w_u − w_avg) ("extra"), w_avg ("average"), or "extra" moved to the nearest
+    # latent of the mapping network ("extra-projected": a person the generator draws, not a blend)
+    target: str = "extra"
     # d as an absolute W-space distance ("30", the reference's value in EG3D's W space) or relative to the
     # median ‖w − w_avg‖ of random latents ("1x"): the relative form transfers across models.
     distance: str = "30"

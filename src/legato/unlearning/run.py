@@ -102,7 +102,7 @@ def unlearn(
     scale = typical_distance(source) if (relative or alpha_relative) else 1.0
     distance = value * (scale if relative else 1.0)
     alpha_max = alpha_value * (scale if alpha_relative else 1.0)
-    ws_t = ufo_target(ws_u, source.w_avg, config.target, distance)
+    ws_t = ufo_target(ws_u, source.w_avg, config.target, distance, generator=source)
 
     def identity_from(spec):
         if spec is None:

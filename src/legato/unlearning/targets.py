@@ -26,17 +26,48 @@ def typical_distance(generator, n: int = 512, seed: int = 1234) -> float:
     return float(ws_norm(ws - generator.w_avg).median())
 
 
-def ufo_target(ws_u: torch.Tensor, w_avg: torch.Tensor, mode: str, distance: float) -> torch.Tensor:
+def ufo_target(ws_u: torch.Tensor, w_avg: torch.Tensor, mode: str, distance: float, generator=None) -> torch.Tensor:
     """The target latent for `ws_u` `[1, num_ws, w_dim]`.
 
     "average": w_avg. "extra": w_avg − d·(w_u − w_avg)/‖w_u − w_avg‖ (whole-tensor norm), the GUIDE/LEGATO
-    extrapolation away from the person through the mean face.
+    extrapolation away from the person through the mean face. "extra-projected": that point projected onto
+    the latents the mapping network produces (`project_to_mapping`; needs `generator`), so the target is a
+    person the generator draws rather than a blend.
     """
     avg = w_avg.expand_as(ws_u)
     if mode == "average":
         return avg.clone()
+    if mode == "extra-projected":
+        if generator is None:
+            raise ValueError("the extra-projected target needs the generator")
+        with torch.enable_grad():
+            return project_to_mapping(generator, ufo_target(ws_u, w_avg, "extra", distance))
     diff = ws_u - avg
     return avg - distance * diff / ws_norm(diff).clamp_min(1e-8)
+
+
+def project_to_mapping(generator, ws_target: torch.Tensor, steps: int = 300, lr: float = 0.05, restarts: int = 8,
+                       seed: int = 0, max_abs_z: float = 3.0) -> torch.Tensor:
+    """The latent of the mapping network closest to `ws_target` `[1, num_ws, w_dim]`: mapping(z*) with
+    z* = argmin ‖mapping(z) − ws_target‖ (whole-tensor norm; Adam from `restarts` random starts, |z| kept
+    within `max_abs_z`). A UFO target is a point of W+ that no sample of the generator need be near (the
+    mean face pushed outwards); its projection is the nearest person the generator actually draws."""
+    g = torch.Generator().manual_seed(seed)
+    device = ws_target.device
+    z = torch.randn(restarts, generator.z_dim, generator=g).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    target = ws_target.detach().expand(restarts, -1, -1)
+    for _ in range(int(steps)):
+        dist = ws_norm(generator.mapping(z) - target).flatten()
+        opt.zero_grad(set_to_none=True)
+        dist.sum().backward()
+        opt.step()
+        with torch.no_grad():
+            z.clamp_(-max_abs_z, max_abs_z)
+    with torch.no_grad():
+        ws = generator.mapping(z)
+        best = ws_norm(ws - target).flatten().argmin()
+        return ws[best:best + 1].detach()
 
 
 def adjacent_offsets(ws_u: torch.Tensor, ws_r: torch.Tensor, alpha_max: float, generator: torch.Generator):

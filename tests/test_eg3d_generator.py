@@ -174,3 +174,20 @@ def test_projection_of_a_rendered_photo(gen):
 
     start = gen.w_avg[None, None].repeat(1, gen.num_ws, 1)
     assert err(ws) < 0.5 * err(start)
+
+
+def test_reference_protocol_is_the_default_preset_and_sets_noise_and_pivot(gen):
+    from legato.unlearning.config import UnlearnConfig
+
+    cfg = UnlearnConfig.for_generator(gen)
+    assert cfg.preset == "reference" and cfg.reduction == "sum" and cfg.training_camera == "continuous"
+    assert UnlearnConfig.for_generator(gen, preset="none").preset is None
+    assert UnlearnConfig.for_generator(gen, preset="none").reduction == "mean"
+    g = copy.deepcopy(gen)
+    front_before = g.views(1)
+    changes = g.use_reference_protocol()
+    assert g.options.noise_mode == "random" and tuple(g.rig.pivot) == (0.0, 0.0, 0.0)
+    assert len(changes) == 2 and "pivot" in changes[1]
+    assert not torch.allclose(g.views(1), front_before)  # the cameras now look at the origin
+    assert g.use_reference_protocol() == []  # nothing left to change
+    assert gen.options.noise_mode == "const"  # the shared fixture is untouched

@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         training_camera: str = typer.Option(None, help="Camera per iteration: views (one of the evaluation "
                                             "views) | continuous (a yaw anywhere in their range, the reference)."),
         preset: str = typer.Option(None, help="reference: the LEGATO/GUIDE code's structure (--reduction sum, "
-                                   "--trajectory reference, --training-camera continuous); see docs/eg3d.md."),
+                                   "--trajectory reference, --training-camera continuous; on EG3D also random "
+                                   "noise and its camera pivot), the default for EG3D | none; see docs/eg3d.md."),
         perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),

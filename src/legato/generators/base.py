@@ -54,6 +54,14 @@ class Generator(nn.Module, ABC):
     def views(self, n: int) -> torch.Tensor:
         """`n` evaluation cameras `[n, c_dim]` (the reference: yaws evenly in ±π/12 at pitch −0.2)."""
 
+    # the `UnlearnConfig` preset taken when the user names none (EG3D: "reference", the papers' model)
+    default_preset: str | None = None
+
+    def use_reference_protocol(self) -> list[str]:
+        """Switch the backend's own settings to the reference code's (noise, cameras) for `--preset
+        reference`; returns one line per change made (none here)."""
+        return []
+
     def view_at(self, u: float) -> torch.Tensor:
         """The camera `[1, c_dim]` a fraction `u` ∈ [0, 1] of the way across the evaluation views' yaw range
         (0: the first view, 1: the last). Here a linear interpolation between the two end views, right for

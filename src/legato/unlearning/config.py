@@ -94,7 +94,7 @@ class UnlearnConfig:
                 raise InputError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "
                                  f"{', '.join(allowed)}")
         if self.preset is not None and self.preset not in PRESETS:
-            raise InputError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+            raise InputError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)} (or none)")
         parse_distance(self.distance)
         parse_distance(self.alpha_max)
 
@@ -109,8 +109,11 @@ class UnlearnConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         method = given.get("method", backend.get("method", cfg.method))
         preset = given.get("preset", getattr(generator, "default_preset", None))
+        if preset == "none":  # the user's way to decline a backend's default preset
+            preset = None
+            given.pop("preset")
         if preset is not None and preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} (or none)")
         preset_values = {**PRESETS[preset], "preset": preset} if preset else {}
         # a backend may tune one method (e.g. the adapters' learning rate) without changing the others
         for source in (backend, dict(per_method.get(method, {})), preset_values, given):

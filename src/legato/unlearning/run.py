@@ -90,6 +90,9 @@ def unlearn(
     config.validate()
     torch.manual_seed(config.seed)
     t_start = time.perf_counter()
+    # the reference protocol's backend settings (EG3D: random noise, the pivot its scripts fall back to)
+    protocol_changes = generator.use_reference_protocol() if (
+        config.preset == "reference" and hasattr(generator, "use_reference_protocol")) else []
 
     # The source is the frozen original. When forgetting several people one after another, pass the pristine
     # base as `source` (a deep copy of a model that already carries adapters would share their hooks).
@@ -165,6 +168,8 @@ def unlearn(
         "seconds_total": None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "perceptual_backend": perceptual.name,
+        "preset": config.preset,
+        "protocol_changes": protocol_changes,
         "loss_identity_model": None if loss_identity_model is None else getattr(loss_identity_model, "name", None),
         "threshold": getattr(identity_model, "threshold", None),
         "target_distance": round(distance, 4),

@@ -46,6 +46,7 @@ class EG3DGenerator(Generator):
     """
 
     name = "eg3d"
+    default_preset = "reference"  # a user bringing the released weights gets the papers' method
 
     def __init__(self, net: TriPlaneGenerator, options: EG3DOptions | None = None,
                  rig: CameraRig | None = None) -> None:
@@ -113,6 +114,21 @@ class EG3DGenerator(Generator):
 
     def views(self, n: int) -> torch.Tensor:
         return self.rig.views(n, device=self.w_avg.device)
+
+    def use_reference_protocol(self) -> list[str]:
+        """The reference code's EG3D settings: random synthesis noise in every pass, and cameras around the
+        pivot [0, 0, 0] (its scripts read `avg_cam_pivot`, a key EG3D does not write, and fall back there)."""
+        from dataclasses import replace
+
+        changes = []
+        if self.options.noise_mode != "random":
+            self.configure(replace(self.options, noise_mode="random"))
+            changes.append("synthesis noise: random (the reference's default noise_mode)")
+        if tuple(self.rig.pivot) != (0.0, 0.0, 0.0):
+            changes.append(f"camera pivot: [0, 0, 0] instead of the model's {list(self.rig.pivot)} (the reference "
+                           "reads the key avg_cam_pivot, which EG3D does not write)")
+            self.rig = replace(self.rig, pivot=(0.0, 0.0, 0.0))
+        return changes
 
     def view_at(self, u: float) -> torch.Tensor:
         """The pose at yaw (2u − 1)·π/12, pitch −0.2: the reference's continuous training camera."""

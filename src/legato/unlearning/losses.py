@@ -43,18 +43,18 @@ class IdentityFeatureDistance(nn.Module):
 
 
 class LPIPSDistance(nn.Module):
-    name = "lpips"
-
-    def __init__(self, net) -> None:
+    def __init__(self, net, backbone: str = "vgg") -> None:
         super().__init__()
         self.net = net
+        self.name = f"lpips-{backbone}"
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.net(a, b).mean()
 
 
 def _try_lpips():
-    """LPIPS from the `lpips` package, only if its backbone weights are already on disk (no download)."""
+    """LPIPS from the `lpips` package, only if its backbone weights are already on disk (no download): VGG
+    as the LEGATO/GUIDE code (`lpips.LPIPS(net="vgg")`), else AlexNet."""
     try:
         import lpips  # noqa: F401
         import torch.hub
@@ -63,14 +63,16 @@ def _try_lpips():
     import os
 
     hub = os.path.join(torch.hub.get_dir(), "checkpoints")
-    if not os.path.isdir(hub) or not any(n.startswith(("alexnet", "vgg16")) for n in os.listdir(hub)):
-        return None
-    try:
-        import lpips
+    cached = os.listdir(hub) if os.path.isdir(hub) else []
+    for backbone, prefix in (("vgg", "vgg16"), ("alex", "alexnet")):
+        if any(n.startswith(prefix) for n in cached):
+            try:
+                import lpips
 
-        return LPIPSDistance(lpips.LPIPS(net="alex", verbose=False))
-    except Exception:
-        return None
+                return LPIPSDistance(lpips.LPIPS(net=backbone, verbose=False), backbone)
+            except Exception:
+                continue
+    return None
 
 
 def make_perceptual(choice: str, identity_model: nn.Module | None) -> nn.Module:
@@ -81,7 +83,7 @@ def make_perceptual(choice: str, identity_model: nn.Module | None) -> nn.Module:
             return lp
         if choice == "lpips":
             raise InputError(
-                "LPIPS needs the `lpips` package and its AlexNet backbone weights in torch's hub cache; "
+                "LPIPS needs the `lpips` package and its VGG16 (or AlexNet) weights in torch's hub cache; "
                 "use --perceptual auto to fall back"
             )
     if choice in ("auto", "identity-features") and identity_model is not None and hasattr(

@@ -21,7 +21,7 @@ def _fake_lpips(monkeypatch, tmp_path, cached: list[str]):
             return (a - b).abs().mean((1, 2, 3))
 
     monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(LPIPS=LPIPS))
-    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints").mkdir(parents=True)
     for name in cached:
         (tmp_path / "checkpoints" / name).write_bytes(b"")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))

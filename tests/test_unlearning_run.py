@@ -192,3 +192,12 @@ def test_a_judge_model_apart_from_the_loss_model(tmp_path):
     assert same["identity_model"] == same["loss_identity_model"]
     # the loss model alone decides the training: same losses whoever judges
     assert metrics["final_losses"] == same["final_losses"]
+
+
+def test_the_run_report_carries_the_strength_dial(tmp_path):
+    out = tmp_path / "rep"
+    unlearn("toy", "seed:5", out, config(iterations=4), n_random=6, n_fid=24, progress=False)
+    frames = sorted(p.name for p in (out / "dial").iterdir())
+    assert frames[:2] == ["other_00.png", "other_01.png"] and len(frames) == 22  # 11 strengths × 2 people
+    page = (out / "report.html").read_text()
+    assert 'id="dial-data"' in page and 'type="range"' in page

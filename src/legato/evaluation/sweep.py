@@ -156,14 +156,21 @@ def save_fade_strip(unlearned, adapter_set, target_ws: torch.Tensor, strengths: 
     """The forgotten face (first latent, front view) at each strength, left to right, labelled."""
     values = _check_strengths(strengths)
     ws = _check_ws(target_ws, unlearned, "target_ws")[:1]
-    front = unlearned.views(1).to(ws.device)
+    frames = frames_at_strengths(unlearned, adapter_set, ws, values)
+    return im.save_labelled_strip(torch.cat(frames), [f"s={s:g}" for s in values], path)
+
+
+@torch.no_grad()
+def frames_at_strengths(unlearned, adapter_set, ws: torch.Tensor, strengths: Sequence[float]) -> list[torch.Tensor]:
+    """Front-view images of `ws` at each strength of `adapter_set` (its strength and switch restored after)."""
+    front = unlearned.views(1).to(ws.device).expand(ws.shape[0], -1)
     saved = (adapter_set.strength, adapter_set.enabled)
     frames = []
     try:
         adapter_set.enabled = True
-        for s in values:
+        for s in strengths:
             adapter_set.strength = s
             frames.append(unlearned.synthesis(ws, front))
     finally:
         adapter_set.strength, adapter_set.enabled = saved
-    return im.save_labelled_strip(torch.cat(frames), [f"s={s:g}" for s in values], path)
+    return frames

@@ -68,25 +68,17 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
                                title=f"legato — forgetting {ident.description} ({metrics['method']})", dial=dial)
 
 
-@torch.no_grad()
 def _dial_frames(unlearned, adapter_set, target_ws, other_ws, strengths, folder: Path) -> list[tuple[Path, Path]]:
     """PNGs of the forgotten face and one random other person (front view) at each strength."""
     from legato.evaluation import images as im
+    from legato.evaluation.sweep import frames_at_strengths
 
     folder.mkdir(parents=True, exist_ok=True)
-    front = unlearned.views(1).to(target_ws.device)
-    saved = (adapter_set.strength, adapter_set.enabled)
+    images = frames_at_strengths(unlearned, adapter_set, torch.cat([target_ws[:1], other_ws[:1]]), strengths)
     frames = []
-    try:
-        adapter_set.enabled = True
-        for k, s in enumerate(strengths):
-            adapter_set.strength = s
-            pair = []
-            for name, ws in (("target", target_ws[:1]), ("other", other_ws[:1])):
-                path = folder / f"{name}_{k:02d}.png"
-                im.save_grid(unlearned.synthesis(ws, front), path, nrow=1, padding=0)
-                pair.append(path)
-            frames.append(tuple(pair))
-    finally:
-        adapter_set.strength, adapter_set.enabled = saved
+    for k, pair in enumerate(images):
+        paths = (folder / f"target_{k:02d}.png", folder / f"other_{k:02d}.png")
+        for img, path in zip(pair, paths, strict=True):
+            im.save_grid(img[None], path, nrow=1, padding=0)
+        frames.append(paths)
     return frames

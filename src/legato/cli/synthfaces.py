@@ -114,6 +114,8 @@ def register(app: typer.Typer) -> None:
                                             "the eye and mouth regions (cycle 3: 4)."),
         mask_weight: float = typer.Option(0.0, "--mask-weight", help="generator: weight of the auxiliary "
                                           "feature-mask head's loss (training only; 0: none)."),
+        adversarial_weight: float = typer.Option(0.0, "--adversarial-weight", help="generator: weight of the "
+                                                 "patch critic's term (training only; 0: none)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -131,6 +133,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"training {t} → {out_dir / FILES[t]}")
             gen_opts = {"seconds": seconds, "extend_seconds": extend_seconds, "edge_weight": edge_weight,
                         "threads": threads, "region_weight": region_weight, "mask_weight": mask_weight,
+                        "adversarial_weight": adversarial_weight,
                         **_generator_shape(grow_from, widths, coords), **({"lr": lr} if lr else {})}
             results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)
             shown = {k: v for k, v in results[t].items() if k != "config"}

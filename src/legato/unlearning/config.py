@@ -14,10 +14,12 @@ TRAINING_CAMERAS = ("views", "continuous")
 # Named departures from our defaults. "reference" reproduces the LEGATO/GUIDE code where its structure
 # differs from ours (docs/eg3d.md has the line-by-line reading): adjacency and global terms summed over
 # their latents, the one-block / forgotten-latent trajectory term with its doubled last step, and a
-# continuous training yaw instead of the evaluation views.
+# continuous training yaw instead of the evaluation views, and the ID loss's fixed face crop.
 PRESETS = {
-    "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous"},
+    "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous",
+                  "identity_crop": "reference"},
 }
+IDENTITY_CROPS = ("align", "reference")
 
 
 @dataclass
@@ -57,6 +59,9 @@ class UnlearnConfig:
     # training camera per iteration: one of the evaluation views ("views", ours) or a yaw drawn uniformly
     # over their range ("continuous", the reference: U(−π/12, π/12) at pitch −0.2 on EG3D)
     training_camera: str = "views"
+    # how the identity loss frames a face: "align" (ours: the identity model's own alignment, e.g. ArcFace's
+    # five-point template) or "reference" (the code's fixed crop: resize 256, rows 35–222, columns 32–219)
+    identity_crop: str = "align"
     preset: str | None = None  # the name of the preset applied, if any (recorded in config.json)
     # adapters (reference: one after conv1 of every synthesis block, 1×1 field, hidden 256, Euler 4×0.4)
     hidden: int = 256
@@ -89,7 +94,7 @@ class UnlearnConfig:
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
         for name, allowed in (("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),
-                              ("training_camera", TRAINING_CAMERAS)):
+                              ("training_camera", TRAINING_CAMERAS), ("identity_crop", IDENTITY_CROPS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "
                                  f"{', '.join(allowed)}")

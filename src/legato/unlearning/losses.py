@@ -97,9 +97,30 @@ def make_perceptual(choice: str, identity_model: nn.Module | None) -> nn.Module:
     raise InputError(f"unknown perceptual loss {choice!r}; choose auto, lpips, identity-features or multiscale-l1")
 
 
-def identity_loss(identity_model: nn.Module | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 − cos between identity embeddings (0 when the backend has no differentiable identity model)."""
+def reference_identity_crop(images: torch.Tensor, size: int = 112) -> torch.Tensor:
+    """The fixed crop of the LEGATO/GUIDE ID loss (pSp's `IDLoss`): resize to 256² (bilinear), keep rows
+    35–222 and columns 32–219, average-pool to `size`². No landmarks: it assumes FFHQ framing."""
+    x = F.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False)
+    return F.adaptive_avg_pool2d(x[:, :, 35:223, 32:220], (size, size))
+
+
+def identity_loss(identity_model: nn.Module | None, a: torch.Tensor, b: torch.Tensor,
+                  crop: str = "align") -> torch.Tensor:
+    """1 − cos between identity embeddings (0 when the backend has no differentiable identity model).
+
+    `crop="align"` lets the model frame the face (ArcFace models: the similarity transform to their
+    five-point template); `"reference"` feeds the reference code's fixed crop (`reference_identity_crop`)
+    to the network as it is, as the LEGATO/GUIDE loss does.
+    """
     if identity_model is None:
         return a.new_zeros(())
-    ea, eb = identity_model.embed(a), identity_model.embed(b)
+    if crop == "reference":
+        if not hasattr(identity_model, "embed_crops"):
+            raise InputError(f"the reference identity crop needs a crop-based identity model (ArcFace, "
+                             f"CurricularFace), not {type(identity_model).__name__}; use --identity-crop align")
+        size = getattr(identity_model, "crop_size", 112)
+        ea = identity_model.embed_crops(reference_identity_crop(a, size))
+        eb = identity_model.embed_crops(reference_identity_crop(b, size))
+    else:
+        ea, eb = identity_model.embed(a), identity_model.embed(b)
     return (1 - (ea * eb).sum(dim=1)).mean()

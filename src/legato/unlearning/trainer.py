@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from legato.files import atomic_write_bytes
 from legato.unlearning.config import UnlearnConfig
 from legato.unlearning.losses import identity_loss
 from legato.unlearning.methods import Trainable
-from legato.unlearning.targets import adjacent_offsets
+from legato.unlearning.targets import adjacent_directions
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -29,6 +30,32 @@ class TrainResult:
     seconds_to_forget: float | None  # training time until the quick id_target first fell below the threshold
     step_to_forget: int | None
     final_losses: dict
+
+
+@dataclass
+class IterationDraws:
+    """The random values of one iteration: the training camera `[1, c_dim]`, the z's of the adjacency and
+    global latents `[n_adjacent + n_global, z_dim]` (adjacency first) and the adjacency α's `[n_adjacent]`.
+
+    `train(..., draws=...)` accepts them from outside (the parity harness feeds the reference code's draws
+    to both implementations); by default `draw_iteration` makes them from the run's RNG.
+    """
+
+    camera: torch.Tensor
+    z: torch.Tensor
+    alphas: torch.Tensor
+
+
+def draw_iteration(source, config: UnlearnConfig, rng: torch.Generator, views: torch.Tensor, n_adj: int,
+                   n_glob: int, alpha_max: float) -> IterationDraws:
+    """One iteration's draws from `rng`, in a fixed order (camera, z's, α's) so that a resumed run repeats them."""
+    if config.training_camera == "continuous":  # a yaw anywhere in the evaluation range
+        camera = source.view_at(torch.rand(1, generator=rng).item())
+    else:
+        camera = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
+    z = torch.randn(n_adj + n_glob, source.z_dim, generator=rng)
+    alphas = torch.rand(n_adj, generator=rng) * alpha_max
+    return IterationDraws(camera, z, alphas)
 
 
 def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torch.Generator, elapsed: float,
@@ -70,12 +97,12 @@ def _render(gen, ws, cams, n_loc: int, want_features: bool):
     return img, feats[:n_loc]
 
 
-def _local_terms(pair, sl: slice, w, perceptual, identity_model) -> torch.Tensor:
+def _local_terms(pair, sl: slice, w, perceptual, identity_model, crop: str = "align") -> torch.Tensor:
     """Perceptual + identity + feature-MSE between the unlearned and source outputs of rows `sl`."""
     img_u, img_s, feat_u, feat_s = pair
     t = w.perceptual * perceptual(img_u[sl], img_s[sl])
     if w.identity:
-        t = t + w.identity * identity_loss(identity_model, img_u[sl], img_s[sl])
+        t = t + w.identity * identity_loss(identity_model, img_u[sl], img_s[sl], crop)
     if feat_u is not None:
         t = t + w.feature * F.mse_loss(feat_u[sl], feat_s[sl])
     return t
@@ -87,7 +114,8 @@ def _share(term: torch.Tensor, part: int, whole: int) -> torch.Tensor:
 
 
 def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[int, int], n_loc: int, n_all: int,
-                 w, perceptual, identity_model, reduction: str = "mean") -> dict[str, torch.Tensor]:
+                 w, perceptual, identity_model, reduction: str = "mean",
+                 identity_crop: str = "align") -> dict[str, torch.Tensor]:
     """Render rows [a, b) of the iteration's latents and return their share of every loss term.
 
     Every term is a mean over its rows (local: row 0; adjacency: rows 1..n_loc−1; global: the rest;
@@ -103,10 +131,10 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
         img_s, feat_s = _render(source, inp_s[a:b], cams[a:b], loc, bool(w.feature) and loc > 0)
     pair = (img_u, img_s, feat_u, feat_s)
     zero = img_u.new_zeros(())
-    local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model) if a == 0 else zero
+    local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model, identity_crop) if a == 0 else zero
     adj_lo = 1 if a == 0 else 0
-    adjacency = _share(_local_terms(pair, slice(adj_lo, loc), w, perceptual, identity_model), loc - adj_lo,
-                       n_loc - 1) if loc > adj_lo else zero
+    adjacency = _share(_local_terms(pair, slice(adj_lo, loc), w, perceptual, identity_model, identity_crop),
+                       loc - adj_lo, n_loc - 1) if loc > adj_lo else zero
     n_glob = b - a - loc
     global_ = _share(perceptual(img_u[loc:], img_s[loc:]), n_glob, n_all - n_loc) if n_glob else zero
     if reduction == "sum":
@@ -135,6 +163,7 @@ def train(
     progress: bool = True,
     quick_scores=None,
     forget_check=None,
+    draws: Callable[[int], IterationDraws] | None = None,
 ) -> TrainResult:
     """Train `trainable` so that the unlearned generator at `ws_u` looks like the source at `ws_t`.
 
@@ -142,7 +171,8 @@ def train(
     the collapse curve. `forget_check(unlearned) -> id_target` (cheaper: the target alone) is called after
     every step until the target first falls below `threshold`, so the time to forget is measured to the
     step. Neither call counts as training time. Checkpoints go to `work/checkpoint.pt`, logs to
-    `work/log.jsonl`.
+    `work/log.jsonl`. `draws(step) -> IterationDraws` replaces the run's own random draws (a seam for
+    checks against other implementations).
     """
     unlearned = trainable.unlearned
     w = config.weights
@@ -198,19 +228,22 @@ def train(
         bar.start()
         task = bar.add_task(f"unlearning ({config.method})", total=config.iterations, completed=start, info="")
     log_file = open(log_path, "a")  # noqa: SIM115 (kept open for the whole loop)
+    # training mode while training, as the reference code (`generator.train()`): the StyleGAN2 / EG3D layers
+    # then use the unfused modulated convolution (`fused_modconv="inference_only"`), the same values rounded
+    # as in the reference (benchmarks/parity_objective.py)
+    was_training = unlearned.training
+    unlearned.train()
     try:
         for step in range(start + 1, config.iterations + 1):
             rng_at_start = rng.get_state()
-            if config.training_camera == "continuous":  # a yaw anywhere in the evaluation range
-                c = source.view_at(torch.rand(1, generator=rng).item()).to(device)
-            else:
-                c = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
-            k = n_adj + n_glob
-            if k:
-                z = torch.randn(k, source.z_dim, generator=rng).to(device)
+            drawn = draws(step) if draws is not None else draw_iteration(source, config, rng, views, n_adj, n_glob,
+                                                                        alpha_max)
+            c = drawn.camera.to(device)
+            if n_adj + n_glob:
                 with torch.no_grad():
-                    ws_r = source.mapping(z)
-                delta = adjacent_offsets(ws_u, ws_r[:n_adj], alpha_max, rng) if n_adj else ws_r[:0]
+                    ws_r = source.mapping(drawn.z.to(device))
+                delta = (drawn.alphas.to(device).view(-1, 1, 1) * adjacent_directions(ws_u, ws_r[:n_adj])
+                         if n_adj else ws_r[:0])
                 inp_u = torch.cat([ws_u, ws_u + delta, ws_r[n_adj:]])
                 inp_s = torch.cat([ws_t, ws_t + delta, ws_r[n_adj:]])
             else:
@@ -222,7 +255,7 @@ def train(
             losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory"), 0.0)
             for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
                 terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), 1 + n_adj,
-                                     n_all, w, perceptual, identity_model, config.reduction)
+                                     n_all, w, perceptual, identity_model, config.reduction, config.identity_crop)
                 for key, value in terms.items():
                     losses[key] += value.item()
                 if not math.isfinite(losses["total"]):
@@ -260,6 +293,7 @@ def train(
                          (forget_step, forget_seconds) if forget_step is not None else ())
         raise
     finally:
+        unlearned.train(was_training)
         log_file.close()
         if bar is not None:
             bar.stop()

@@ -196,7 +196,7 @@ def main() -> None:
 
     def recording_id(self, y_hat, y):
         value = original_id_forward(self, y_hat, y)
-        id_calls.append(float(value))
+        id_calls.append(float(value.detach()) if torch.is_tensor(value) else float(value))
         return value
 
     U.IDLoss.forward = recording_id

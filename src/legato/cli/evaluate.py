@@ -136,6 +136,9 @@ def register(app: typer.Typer) -> None:
         inception: Path = typer.Option(None, "--inception",
                                        help="pytorch-fid / torch-fidelity Inception weights for FID features; "
                                             "default: the identity model's features."),
+        real_images: Path = typer.Option(None, "--real-images", help="ΔFID_real for a generator without real "
+                                         "images of its own (EG3D): a folder of its training images (features "
+                                         "cached) or a statistics .npz (mu, sigma)."),
         n_views: int = typer.Option(11, help="Evaluation views per latent (reference: 11)."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),
         n_fid: int = typer.Option(1000, help="Samples per FID (0: skip FID)."),
@@ -155,7 +158,8 @@ def register(app: typer.Typer) -> None:
         metrics = evaluate(pair.source, pair.unlearned, ws, held,
                            identity_model=load_identity_model(identity_model, pair.source), n_views=n_views,
                            n_random=n_random, n_fid=n_fid, fid_features=inception, seed=seed,
-                           batch_size=batch_size, progress=True, fid_bootstrap=fid_bootstrap)
+                           batch_size=batch_size, progress=True, fid_bootstrap=fid_bootstrap,
+                           real_reference=real_images)
         metrics = {**metrics, "generator": generator, "adapter": str(adapter), "identity": description,
                    "strength": None if pair.adapter_set is None else pair.adapter_set.strength}
         out.parent.mkdir(parents=True, exist_ok=True)

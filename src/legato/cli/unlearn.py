@@ -23,6 +23,9 @@ def _print_table(metrics: dict, out: Path) -> None:
     console.print(f"report: {out / 'report.html'}   adapter: {out / 'adapter'}")
 
 
+REFERENCE_N_FID = 5000  # the papers' FID sample size (LEGATO/GUIDE evaluate_fid.py)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn_cmd(
@@ -73,7 +76,13 @@ def register(app: typer.Typer) -> None:
         perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),
-        n_fid: int = typer.Option(1000, help="Samples per FID."),
+        n_fid: int = typer.Option(None, help="Samples per FID; default: 5,000 under the reference preset (the "
+                                  "papers' protocol; EG3D's default), else 1,000."),
+        inception: Path = typer.Option(None, "--inception", help="pytorch-fid / torch-fidelity Inception weights: "
+                                       "FID on pool3 features, as the papers; default: the identity model's."),
+        real_images: Path = typer.Option(None, "--real-images", help="ΔFID_real for a generator without real "
+                                         "images of its own (EG3D): a folder of its training images (features "
+                                         "cached) or a statistics .npz (mu, sigma)."),
         eval_every: int = typer.Option(100, help="Collapse-curve evaluation every K steps."),
         seed: int = typer.Option(0, help="Random seed."),
         resume: bool = typer.Option(False, help="Continue from OUT.partial/checkpoint.pt."),
@@ -129,10 +138,13 @@ def register(app: typer.Typer) -> None:
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
             refine_steps=refine_steps,
         )
+        if n_fid is None:
+            n_fid = REFERENCE_N_FID if config.preset == "reference" else 1000
         metrics = unlearn(generator, identity, out, config, target_index=target_index,
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
-                          identity_model=identity_model, judge_model=judge_model)
+                          identity_model=identity_model, judge_model=judge_model,
+                          fid_features=inception, real_images=real_images)
         _print_table(metrics, out)
 
     @app.command("demo")

@@ -167,7 +167,7 @@ def _fid_features(source, unlearned, extractor, n: int, views: torch.Tensor, see
 def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tensor | None = None, *,
              identity_model=None, n_views: int = 11, n_random: int = 100, n_fid: int = 1000,
              fid_features=None, real_images: torch.Tensor | None = None, seed: int = 0, batch_size: int = 32,
-             progress: bool = True, fid_bootstrap: int = fidlib.FID_BOOTSTRAP) -> dict:
+             progress: bool = True, fid_bootstrap: int = fidlib.FID_BOOTSTRAP, real_reference=None) -> dict:
     """All metrics (see the module docstring) as a JSON-ready dict.
 
     Shapes: `target_ws` `[T, num_ws, w_dim]`, `held_out_ws` `[k, num_ws, w_dim]`. `n_fid = 0` skips both
@@ -177,6 +177,9 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
 
     `identity_model` defaults to `source.identity_model()`; when there is none, every `id_*` value is None
     and `identity_note` says why (likewise `fid_note` when FID has no feature extractor).
+    `real_reference` (a path: a folder of real images or a statistics .npz; see `evaluation.real_data`) gives
+    ΔFID_real for a generator without real images of its own (EG3D); `delta_fid_real_note` says when there
+    are none.
     """
     if n_views < 1 or n_random < 0 or n_fid < 0 or batch_size < 1:
         raise InputError("n_views and batch_size must be ≥ 1, n_random and n_fid ≥ 0")
@@ -191,7 +194,12 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
     extractor = None
     if n_fid and (fid_features is not None or identity_model is not None):
         extractor = fidlib.resolve_features(fid_features, identity_model)
-    if extractor is not None and real_images is None:
+    real_ref = None
+    if extractor is not None and real_reference is not None:
+        from legato.evaluation.real_data import load_real_reference
+
+        real_ref = load_real_reference(real_reference, extractor, n_fid, int(source.img_resolution), batch_size)
+    elif extractor is not None and real_images is None:
         real_images = source.real_images(n_fid, seed)
 
     id_batches = 0 if identity_model is None else -(
@@ -259,4 +267,22 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
                 delta, fs, fu, ci = fidlib.delta_fid_real(f_s, f_u, f_r, seed=seed, n_boot=fid_bootstrap)
                 result.update(delta_fid_real=delta, delta_fid_real_ci95=ci, delta_fid_real_n=int(f_r.shape[0]),
                               fid_real_source=fs, fid_real_unlearned=fu)
+            elif real_ref is not None and real_ref.features is not None:
+                delta, fs, fu, ci = fidlib.delta_fid_real(f_s, f_u, real_ref.features, seed=seed,
+                                                          n_boot=fid_bootstrap)
+                result.update(delta_fid_real=delta, delta_fid_real_ci95=ci, delta_fid_real_n=real_ref.n,
+                              fid_real_source=fs, fid_real_unlearned=fu, real_images=real_ref.source,
+                              real_features_cached=real_ref.cached)
+            elif real_ref is not None:
+                from legato.evaluation.real_data import fid_from_statistics
+
+                fs = fid_from_statistics(f_s, real_ref.mu, real_ref.sigma)
+                fu = fid_from_statistics(f_u, real_ref.mu, real_ref.sigma)
+                result.update(delta_fid_real=fu - fs, delta_fid_real_ci95=None, fid_real_source=fs,
+                              fid_real_unlearned=fu, real_images=real_ref.source,
+                              delta_fid_real_note="from real statistics (mu, sigma): no interval")
+            else:
+                result["delta_fid_real_note"] = ("no real images: this generator has none of its own; give "
+                                                 "--real-images DIR (its training images, e.g. FFHQ) or a "
+                                                 "statistics .npz (mu, sigma)")
     return result

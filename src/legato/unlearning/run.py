@@ -63,13 +63,17 @@ def unlearn(
     judge_model: str | None = None,
     source=None,
     adapter_name: str = "forget",
+    fid_features=None,
+    real_images=None,
 ) -> dict:
     """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
 
     `refine_steps` (for photo identities) overrides `config.refine_steps`.
     `identity_model` (a spec for `legato.identity.load`, default: the backend's own) drives the identity loss
     and, unless `judge_model` names another, judges the result; the papers train with ArcFace IR-SE50 and
-    judge with CurricularFace IR-101. Returns the metrics dict also written to `out/metrics.json`.
+    judge with CurricularFace IR-101. `fid_features` (Inception weights, `--inception`) replaces the identity
+    model's features for FID; `real_images` (a folder or a statistics .npz) gives ΔFID_real where the backend
+    has no real images of its own. Returns the metrics dict also written to `out/metrics.json`.
     """
     out = Path(out)
     work = work_dir_for(out)
@@ -151,7 +155,8 @@ def unlearn(
 
     unlearned = _freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
-                       n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress)
+                       n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress,
+                       fid_features=fid_features, real_reference=real_images)
     # is the forgotten face still a face? (sharpness against ordinary samples: evaluation.quality)
     metrics.update(target_quality(source, unlearned, ws_u, n_ordinary=max(20, min(200, 2 * n_random)),
                                   seed=config.seed))

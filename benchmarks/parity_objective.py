@@ -16,9 +16,9 @@ here). For each repository:
    preset) and `--micro-batch 1` (so each latent is rendered alone, as the reference does).
 
 Both sides get the same random weights where real ones are missing: the LPIPS-VGG network
-(`parity_lpips.py`) and ArcFace IR-SE50 (`model_ir_se50.pth`). Synthesis noise is switched off for the check
-(noise strengths 0 in the shared weights; their own gradients are left out); each render seeds the global RNG from (trained or source
-network, which latent), so both renderers draw the same random depths.
+(`parity_lpips.py`) and ArcFace IR-SE50 (`model_ir_se50.pth`). Synthesis noise is switched off for the
+check (noise strengths 0 in the shared weights; their own gradients are left out); each render seeds the
+global RNG from (trained or source network, which latent), so both renderers draw the same random depths.
 
 Prints every term and the total for both sides and the largest gradient difference, and exits 1 when a
 term misses 1e-5 relative (the reference's trajectory term, which its code folds into the total, is read

@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
                                          "default: the backend's recommendation, else 0."),
         hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
                                    "recommendation, else the reference's 256."),
+        field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs, pixel by "
+                                  "pixel) | unet (3×3 convs with group norm: sees its neighbourhood)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
@@ -131,7 +133,7 @@ def register(app: typer.Typer) -> None:
         generator = load(spec, device=device, eg3d_options=eg3d_options)
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
-            alpha_max=alpha, hidden=hidden, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
+            alpha_max=alpha, hidden=hidden, field=field, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,

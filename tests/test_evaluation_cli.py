@@ -14,7 +14,7 @@ from legato.cli.main import main
 from legato.cli.sweep import parse_strengths
 from legato.errors import InputError
 from legato.generators import load
-from legato.ode import attach
+from legato.ode import attach, save_bundle
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def run_dir(tmp_path_factory):
         for p in adapters.parameters():
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.5)
     folder = tmp_path_factory.mktemp("run") / "adapter"
-    adapters.save(folder)
+    save_bundle(adapters, folder)
     ws = gen.mapping(torch.randn(3, gen.z_dim, generator=torch.Generator().manual_seed(4)))
     save_file({"ws": ws[:1].contiguous(), "held_out_ws": ws[1:].contiguous()}, str(folder / "target_ws.safetensors"))
     adapters.detach()

@@ -17,7 +17,7 @@ from legato.flows.classifier import ClassifierConfig, DigitClassifier  # noqa: E
 from legato.flows.unet import FlowUNet, UNetConfig  # noqa: E402
 from legato.flows.unlearn import run  # noqa: E402
 from legato.flows.weights import FLOW_WEIGHTS, load_flow, save_weights  # noqa: E402
-from legato.ode import AdapterSet  # noqa: E402
+from legato.ode import load_bundle  # noqa: E402
 
 TINY = UNetConfig(channels=(8, 8, 8), emb_dim=16, groups=4)
 FAST = dict(
@@ -65,7 +65,7 @@ def test_legato_run_writes_a_complete_folder(tmp_path, nets):
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:4] == b"\x89PNG"
     model = load_flow(nets["flow_weights"])
-    adapters = AdapterSet.load(out / "adapter", model)
+    adapters = load_bundle(out / "adapter", model)
     assert adapters.num_trainable() == m["trained_params"] < m["unet_params"]
     assert m["forget_class"] == 3 and [r["strength"] for r in m["sweep"]] == [0.0, 1.0]
     assert set(m["checks"]) and all(isinstance(v, bool) for v in m["checks"].values())

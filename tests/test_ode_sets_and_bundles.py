@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from legato.errors import CheckpointError, InputError
-from legato.ode import AdapterSet, adapter_sets, attach, fingerprint, set_adapters
+from legato.ode import adapter_sets, attach, fingerprint, load_bundle, save_bundle, set_adapters
 
 
 def toy_model():
@@ -31,14 +31,14 @@ def test_round_trip_reproduces_outputs_exactly(tmp_path):
     adapters = trained(attach(model, ["0"], hidden=16, step_size=0.2, method="rk4"), 1)
     adapters.strength = 0.7
     out = model(x)
-    adapters.save(tmp_path / "bundle", metadata={"method": "legato"})
+    save_bundle(adapters, tmp_path / "bundle", metadata={"method": "legato"})
     config = json.loads((tmp_path / "bundle" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LEGATO" and config["method"] == "rk4" and config["step_size"] == 0.2
     assert config["base_model_fingerprint"] == fingerprint(model)
     assert config["metadata"]["method"] == "legato"
     adapters.detach()
     fresh = toy_model()
-    loaded = AdapterSet.load(tmp_path / "bundle", fresh)
+    loaded = load_bundle(tmp_path / "bundle", fresh)
     assert loaded.strength == 0.7
     assert torch.equal(fresh(x), out)
 
@@ -52,23 +52,23 @@ def test_attaching_does_not_change_fingerprint():
 
 def test_tampered_fingerprint_is_refused(tmp_path):
     model = toy_model()
-    trained(attach(model, ["0"], hidden=8), 1).save(tmp_path / "b")
+    save_bundle(trained(attach(model, ["0"], hidden=8), 1), tmp_path / "b")
     other = toy_model()
     with torch.no_grad():
         other[0].weight.add_(1e-3)
     with pytest.raises(CheckpointError, match="other base weights"):
-        AdapterSet.load(tmp_path / "b", other)
+        load_bundle(tmp_path / "b", other)
     cfg = tmp_path / "b" / "adapter_config.json"
     data = json.loads(cfg.read_text())
     data["base_model_fingerprint"] = "sha256:" + "0" * 64
     cfg.write_text(json.dumps(data))
     with pytest.raises(CheckpointError):
-        AdapterSet.load(tmp_path / "b", toy_model())
+        load_bundle(tmp_path / "b", toy_model())
 
 
 def test_wrong_shape_is_refused_and_leaves_model_clean(tmp_path):
     model = toy_model()
-    trained(attach(model, ["0"], hidden=8), 1).save(tmp_path / "b")
+    save_bundle(trained(attach(model, ["0"], hidden=8), 1), tmp_path / "b")
     path = tmp_path / "b" / "adapter_model.safetensors"
     tensors = load_file(str(path))
     key = next(k for k in tensors if k.endswith("inp.weight"))
@@ -76,24 +76,24 @@ def test_wrong_shape_is_refused_and_leaves_model_clean(tmp_path):
     save_file(tensors, str(path))
     fresh = toy_model()
     with pytest.raises(CheckpointError, match="shape"):
-        AdapterSet.load(tmp_path / "b", fresh)
+        load_bundle(tmp_path / "b", fresh)
     assert not adapter_sets(fresh)
 
 
 def test_unknown_site_and_not_a_bundle_are_refused(tmp_path):
     model = toy_model()
-    trained(attach(model, ["2"], hidden=8), 1).save(tmp_path / "b")
+    save_bundle(trained(attach(model, ["2"], hidden=8), 1), tmp_path / "b")
     smaller = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))
     with pytest.raises(CheckpointError):
-        AdapterSet.load(tmp_path / "b", smaller, verify_fingerprint=False)
+        load_bundle(tmp_path / "b", smaller, verify_fingerprint=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not an adapter bundle"):
-        AdapterSet.load(tmp_path / "empty", toy_model())
+        load_bundle(tmp_path / "empty", toy_model())
     with pytest.raises(InputError, match="does not exist"):
-        AdapterSet.load(tmp_path / "missing", toy_model())
+        load_bundle(tmp_path / "missing", toy_model())
     (tmp_path / "b" / "adapter_model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError):
-        AdapterSet.load(tmp_path / "b", toy_model())
+        load_bundle(tmp_path / "b", toy_model())
 
 
 def test_named_sets_stack_and_switch():

@@ -63,9 +63,9 @@ def load_pair(generator_spec: str, adapter_dir: Path | None, strength: float | N
             with torch.no_grad():
                 params[name].copy_(t)
         return Pair(source, generator, None)
-    from legato.ode import AdapterSet
+    from legato.ode import load_bundle
 
-    adapter_set = AdapterSet.load(adapter_dir, generator)
+    adapter_set = load_bundle(adapter_dir, generator)
     if strength is not None:
         adapter_set.strength = strength
     return Pair(source, generator, adapter_set)

@@ -17,9 +17,9 @@ def _load_model(weights: str | None, adapter: str | None, strength: float):
         return model
     path = Path(adapter)
     if (path / "adapter_config.json").is_file():
-        from legato.ode import AdapterSet
+        from legato.ode import load_bundle
 
-        adapters = AdapterSet.load(path, model)
+        adapters = load_bundle(path, model)
         adapters.strength = strength
         return model
     if (path / "model.safetensors").is_file():  # a fine-tuned UNet

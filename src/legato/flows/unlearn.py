@@ -346,7 +346,9 @@ def run(
             "metrics": {"forget_acc": s1["forget_acc"], "retain_acc": s1["retain_acc"]},
         }
         if student.adapters is not None:
-            student.adapters.save(adapter_dir, metadata=bundle_meta)
+            from legato.ode import save_bundle
+
+            save_bundle(student.adapters, adapter_dir, metadata=bundle_meta)
             student.adapters.detach()
         else:
             adapter_dir.mkdir()

@@ -155,17 +155,7 @@ class AdapterSet(nn.Module):
     def attached(self) -> bool:
         return bool(self._handles)
 
-    # -- files -------------------------------------------------------------------------------------
-    def save(self, directory, metadata: dict | None = None) -> None:
-        from legato.ode.bundle import save_bundle
-
-        save_bundle(self, directory, metadata=metadata)
-
-    @classmethod
-    def load(cls, directory, model: nn.Module, name: str | None = None, verify_fingerprint: bool = True):
-        from legato.ode.bundle import load_bundle
-
-        return load_bundle(directory, model, name=name, verify_fingerprint=verify_fingerprint)
+    # files: `legato.ode.bundle.save_bundle` / `load_bundle` (the bundle module builds on this one, not back)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, sites={len(self.sites)}, strength={self.strength}, enabled={self.enabled}"

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from legato.files import atomic_write_json
-from legato.ode import AdapterSet, attach
+from legato.ode import AdapterSet, attach, save_bundle
 from legato.unlearning.config import UnlearnConfig
 
 ADAPTER_SET_NAME = "forget"
@@ -58,7 +58,7 @@ class Trainable:
     def save(self, directory: Path, metadata: dict) -> None:
         """Adapter bundle for adapter methods; the fine-tuned weights as safetensors for full fine-tuning."""
         if self.adapter_set is not None:
-            self.adapter_set.save(directory, metadata=metadata)
+            save_bundle(self.adapter_set, directory, metadata=metadata)
             return
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: p.detach().cpu().contiguous() for k, p in self._named.items()}

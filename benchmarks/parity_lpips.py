@@ -1,4 +1,5 @@
-"""An LPIPS-VGG-shaped network with random weights, shared by both sides of `parity_objective.py`.
+"""What both sides of `parity_objective.py` share: an LPIPS-VGG-shaped network with random weights, and a
+stand-in for `torch.nn.functional` that records each `mse_loss` value.
 
 No LPIPS or VGG16 weights are on this machine, and the check is of the objective's wiring, not of LPIPS:
 both implementations get this same module (the same weights from one file) where the reference code calls
@@ -69,3 +70,19 @@ def load(path) -> RandomLPIPSVGG:
     net = RandomLPIPSVGG()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.requires_grad_(False).eval()
+
+
+class RecordingFunctional:
+    """`torch.nn.functional` whose `mse_loss` also appends each value to `calls` (a module's `F` is replaced
+    by one, so that the feature-MSE terms can be read off both implementations)."""
+
+    def __init__(self, calls: list[float]) -> None:
+        self.calls = calls
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def mse_loss(self, a, b, *args, **kwargs):
+        value = torch.nn.functional.mse_loss(a, b, *args, **kwargs)
+        self.calls.append(value.item())
+        return value

@@ -129,16 +129,6 @@ def run_ours(work: Path, kind: str, ref: dict, draws: dict) -> dict:
         records["id"].append(value.item())
         return value
 
-    class FunctionalProxy:
-        def __getattr__(self, name):
-            return getattr(torch.nn.functional, name)
-
-        @staticmethod
-        def mse_loss(a, b, *args, **kwargs):
-            value = torch.nn.functional.mse_loss(a, b, *args, **kwargs)
-            records["mse"].append(value.item())
-            return value
-
     keys = {}
     n_adj = draws["z_adjacent"].shape[0]
     with torch.no_grad():
@@ -159,7 +149,7 @@ def run_ours(work: Path, kind: str, ref: dict, draws: dict) -> dict:
     u = (draws["yaw"] / (math.pi / 12) + 1.0) / 2.0
     fixed = T.IterationDraws(camera=source.view_at(u), z=torch.cat([draws["z_adjacent"], draws["z_global"]]),
                              alphas=draws["alphas"].float())
-    T.identity_loss, T.F = recording_identity_loss, FunctionalProxy()
+    T.identity_loss, T.F = recording_identity_loss, parity_lpips.RecordingFunctional(records["mse"])
     try:
         with tempfile.TemporaryDirectory() as tmp:
             result = T.train(source, trainable, ws_u, ws_t, cfg, identity_model=identity_model, perceptual=perceptual,

@@ -172,16 +172,6 @@ def main() -> None:
 
     mse_calls: list[float] = []
 
-    class FunctionalProxy:
-        def __getattr__(self, name):
-            return getattr(torch.nn.functional, name)
-
-        @staticmethod
-        def mse_loss(a, b, *args, **kwargs):
-            value = torch.nn.functional.mse_loss(a, b, *args, **kwargs)
-            mse_calls.append(value.item())
-            return value
-
     lpips_calls: list[float] = []
     id_calls: list[float] = []
     original_lpips_forward = type(shared_lpips).forward
@@ -261,7 +251,7 @@ def main() -> None:
 
         cls.synthesis = seeded_synthesis
 
-    U.np, U.torch, U.F = NumpyProxy(), TorchProxy(), FunctionalProxy()
+    U.np, U.torch, U.F = NumpyProxy(), TorchProxy(), parity_lpips.RecordingFunctional(mse_calls)
     U.optim = types.SimpleNamespace(Adam=Recorder)
     U.legacy = types.SimpleNamespace(load_network_pkl=lambda f: {"G_ema": net})
     U.dnnlib = types.SimpleNamespace(util=types.SimpleNamespace(open_url=lambda *a, **k: contextlib.nullcontext()))

@@ -2,7 +2,7 @@
 
 import torch
 
-from legato.unlearning.targets import adjacent_offsets, ufo_target, ws_norm
+from legato.unlearning.targets import adjacent_directions, ufo_target, ws_norm
 
 
 def test_ufo_target_lies_d_away_over_the_whole_tensor():
@@ -26,7 +26,8 @@ def test_broadcast_latents_get_the_per_row_target_at_sqrt_rows_times_the_distanc
 
 def test_adjacent_offsets_have_whole_tensor_length_at_most_alpha():
     ws_u, ws_r = torch.randn(1, 3, 4), torch.randn(6, 3, 4)
-    delta = adjacent_offsets(ws_u, ws_r, 0.5, torch.Generator().manual_seed(0))
+    alphas = torch.rand(6, generator=torch.Generator().manual_seed(0)) * 0.5  # as trainer.draw_iteration
+    delta = alphas.view(-1, 1, 1) * adjacent_directions(ws_u, ws_r)
     lengths = ws_norm(delta).flatten()
     assert (lengths <= 0.5 + 1e-6).all() and lengths.max() > 0
     cos = torch.nn.functional.cosine_similarity(delta.flatten(1), (ws_r - ws_u).flatten(1))

@@ -71,12 +71,8 @@ def project_to_mapping(generator, ws_target: torch.Tensor, steps: int = 300, lr:
 
 
 def adjacent_directions(ws_u: torch.Tensor, ws_r: torch.Tensor) -> torch.Tensor:
-    """(w_r − w_u)/‖w_r − w_u‖ (whole-tensor norm), one unit direction per latent of `ws_r` `[k, num_ws, w_dim]`."""
+    """(w_r − w_u)/‖w_r − w_u‖ (whole-tensor norm), one unit direction per latent of `ws_r` `[k, num_ws, w_dim]`;
+    the adjacency offsets are δ = α·direction with α ~ U(0, alpha_max) (`trainer.draw_iteration`)."""
     diff = ws_r - ws_u
     return diff / ws_norm(diff).clamp_min(1e-8)
 
-
-def adjacent_offsets(ws_u: torch.Tensor, ws_r: torch.Tensor, alpha_max: float, generator: torch.Generator):
-    """δ = α·(w_r − w_u)/‖w_r − w_u‖ with α ~ U(0, alpha_max), one per latent of `ws_r` `[k, num_ws, w_dim]`."""
-    alpha = torch.rand(ws_r.shape[0], 1, 1, generator=generator).to(ws_u.device) * alpha_max
-    return alpha * adjacent_directions(ws_u, ws_r)

@@ -109,13 +109,16 @@ def register(app: typer.Typer) -> None:
                                    "'64:32' (the others keep the default or the grown file's)."),
         coords: str = typer.Option(None, "--coords", help="generator: resolutions whose convolutions see "
                                    "coordinate channels, e.g. '16,32,64'."),
-        lr: float = typer.Option(None, "--lr", help="generator: peak learning rate of the first cycle (2e-3)."),
+        lr: float = typer.Option(None, "--lr", help="generator: peak learning rate of the cycle this command "
+                               "runs (first: 2e-3; --extend-seconds: 1e-3)."),
         region_weight: float = typer.Option(0.0, "--region-weight", help="generator: extra loss weight inside "
                                             "the eye and mouth regions (cycle 3: 4)."),
         mask_weight: float = typer.Option(0.0, "--mask-weight", help="generator: weight of the auxiliary "
                                           "feature-mask head's loss (training only; 0: none)."),
         adversarial_weight: float = typer.Option(0.0, "--adversarial-weight", help="generator: weight of the "
                                                  "patch critic's term (training only; 0: none)."),
+        feature_weight: float = typer.Option(0.0, "--feature-weight", help="generator: extra loss weight on the "
+                                             "pixels of irises, pupils, brows, lips and glasses rims (0: none)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -133,8 +136,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"training {t} → {out_dir / FILES[t]}")
             gen_opts = {"seconds": seconds, "extend_seconds": extend_seconds, "edge_weight": edge_weight,
                         "threads": threads, "region_weight": region_weight, "mask_weight": mask_weight,
-                        "adversarial_weight": adversarial_weight,
-                        **_generator_shape(grow_from, widths, coords), **({"lr": lr} if lr else {})}
+                        "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
+                        **_generator_shape(grow_from, widths, coords),
+                        # --lr sets the peak of the cycle this command runs: the first, or the extension
+                        **({("extend_lr" if extend_seconds else "lr"): lr} if lr else {})}
             results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)
             shown = {k: v for k, v in results[t].items() if k != "config"}
             typer.echo(json.dumps(shown, indent=1, default=str))

@@ -24,9 +24,14 @@ from legato.synthfaces.renderer import MASK_NAMES, feature_regions, render, rend
 DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to spare for w_avg and saving
 
 
-def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool = False):
-    """z, camera, the target render, its per-pixel loss weight `[n, 1, 64, 64]` (None without regions) and
-    the renderer's feature masks `[n, K, 64, 64]` (None unless asked)."""
+# the few-pixel features whose own pixels `feature_weight` weighs up (≈ 3% of an image together)
+WEIGHTED_FEATURES = ("iris", "pupil", "brow", "lips", "glasses")
+
+
+def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool = False,
+           feature_weight: float = 0.0):
+    """z, camera, the target render, its per-pixel loss weight `[n, 1, 64, 64]` (None without regions or
+    feature weight) and the renderer's feature masks `[n, K, 64, 64]` (None unless asked)."""
     z = torch.randn(n, P.Z_DIM, generator=g)
     p = P.z_to_params(z)
     cam = P.random_camera(n, generator=g)
@@ -35,9 +40,12 @@ def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool =
     if region_weight:
         regions = feature_regions(idn, nui, cam)
         weight = (1.0 + region_weight * torch.maximum(regions["eyes"], regions["mouth"]))[:, None]
-    if masks:
+    if masks or feature_weight:
         image, feature_masks = render_with_masks(idn, nui, cam)
-        return z, cam, image, weight, feature_masks
+        if feature_weight:
+            picked = feature_masks[:, [MASK_NAMES.index(k) for k in WEIGHTED_FEATURES]].amax(1, keepdim=True)
+            weight = (1.0 if weight is None else weight) + feature_weight * picked
+        return z, cam, image, weight, feature_masks if masks else None
     return z, cam, render(idn, nui, cam), weight, None
 
 
@@ -130,7 +138,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
           batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True,
           extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
           grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0,
-          mask_weight: float = 0.0, adversarial_weight: float = 0.0) -> dict:
+          mask_weight: float = 0.0, adversarial_weight: float = 0.0, feature_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
@@ -144,7 +152,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     entropy, so the features learn *where* eyes, irises, brows, lips and glasses are even where their colour
     contrast, and so their share of the pixel loss, is small. `adversarial_weight` adds a hinge-loss patch
     critic (`PatchDiscriminator`, trained beside the generator, kept in the checkpoint only) with that weight
-    on the generator's side.
+    on the generator's side. `feature_weight` adds that much loss weight on the pixels of the irises, pupils,
+    brows, lips and glasses rims themselves (`WEIGHTED_FEATURES`, from the renderer's masks): the region
+    weight covers a whole eye box, in which a two-pixel iris is still a small share of the loss.
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -191,13 +201,14 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         first_edge = 0.0 if extend_seconds is not None else edge_weight
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
                    "region_weight": region_weight, "mask_weight": mask_weight,
-                   "adversarial_weight": adversarial_weight}]
+                   "adversarial_weight": adversarial_weight, "feature_weight": feature_weight}]
         if grown_from is not None:
             cycles[0]["grown_from"] = grown_from
     if extend_seconds is not None and len(cycles) == 1:  # every cycle after the first is an extension
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
                        "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
-                       "mask_weight": mask_weight, "adversarial_weight": adversarial_weight, "extension": True})
+                       "mask_weight": mask_weight, "adversarial_weight": adversarial_weight,
+                       "feature_weight": feature_weight, "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -230,7 +241,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             for group in opt.param_groups:
                 group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
             masks_w = cycle.get("mask_weight", 0.0)
-            z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0), bool(masks_w))
+            z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0), bool(masks_w),
+                                                   cycle.get("feature_weight", 0.0))
             if masks_w:
                 fake, feat64 = _forward_with_last_features(gen, z, cam)
                 loss = loss_fn(fake, target, cycle["edge_weight"], weight) + masks_w * mask_loss(aux(feat64), masks)

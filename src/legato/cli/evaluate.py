@@ -13,14 +13,13 @@ import typer
 from legato.cli import run_options
 
 TARGET_FILE = "target_ws.safetensors"  # written by `legato unlearn` into the adapter folder
-FINETUNED_FILE = "finetuned_weights.safetensors"  # full fine-tuning (GUIDE) leaves this instead of adapters
 
 
 @dataclass
 class Pair:
     source: object  # the frozen base Generator
     unlearned: object  # the base with adapters attached, or a fine-tuned copy
-    adapter_set: object | None  # the AdapterSet when the folder is an adapter bundle
+    dial: object | None  # the strength dial (adapter set or LoRA set); None for fine-tuned weights
 
 
 def _freeze(model):
@@ -32,10 +31,9 @@ def _freeze(model):
 
 def load_pair(generator_spec: str, adapter_dir: Path | None, strength: float | None = None) -> Pair:
     """The source generator and its unlearned counterpart read from `adapter_dir` (None: both the base)."""
-    import torch
-
-    from legato.errors import CheckpointError, InputError
+    from legato.errors import InputError
     from legato.generators import load
+    from legato.unlearning.methods import load_result
 
     generator = _freeze(load(generator_spec))
     source = _freeze(copy.deepcopy(generator))  # copied before any adapter is attached
@@ -43,32 +41,14 @@ def load_pair(generator_spec: str, adapter_dir: Path | None, strength: float | N
         if strength is not None:
             raise InputError("--strength needs --adapter")
         return Pair(source, generator, None)
-    adapter_dir = Path(adapter_dir)
-    if not adapter_dir.is_dir():
-        raise InputError(f"adapter folder {adapter_dir} does not exist")
-    if (adapter_dir / FINETUNED_FILE).is_file():
+    result = load_result(Path(adapter_dir), generator)
+    if result.dial is None:
         if strength is not None and strength != 1.0:
-            raise InputError(f"{adapter_dir} holds fully fine-tuned weights, which have no strength dial")
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(adapter_dir / FINETUNED_FILE))
-        except Exception as e:
-            raise CheckpointError(f"cannot read {adapter_dir / FINETUNED_FILE}: {e}") from e
-        params = dict(generator.named_parameters())
-        for name, t in tensors.items():
-            if name not in params or params[name].shape != t.shape:
-                raise CheckpointError(f"{adapter_dir / FINETUNED_FILE}: tensor {name!r} does not fit generator "
-                                      f"{generator_spec!r}; load the generator it was trained from")
-            with torch.no_grad():
-                params[name].copy_(t)
-        return Pair(source, generator, None)
-    from legato.ode import load_bundle
-
-    adapter_set = load_bundle(adapter_dir, generator)
-    if strength is not None:
-        adapter_set.strength = strength
-    return Pair(source, generator, adapter_set)
+            raise InputError(f"{adapter_dir} holds fully fine-tuned weights ({result.method}), which have no "
+                             "strength dial")
+    elif strength is not None:
+        result.dial.strength = strength
+    return Pair(source, generator, result.dial)
 
 
 def load_target(adapter_dir: Path | None, identity: str | None, generator, target_index: int = 0,
@@ -161,7 +141,7 @@ def register(app: typer.Typer) -> None:
                            batch_size=batch_size, progress=True, fid_bootstrap=fid_bootstrap,
                            real_reference=real_images)
         metrics = {**metrics, "generator": generator, "adapter": str(adapter), "identity": description,
-                   "strength": None if pair.adapter_set is None else pair.adapter_set.strength}
+                   "strength": None if pair.dial is None else pair.dial.strength}
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out, metrics)
         print_metrics(metrics, f"legato evaluate: {description}")

@@ -82,6 +82,6 @@ def register(app: typer.Typer) -> None:
         if compare and views == 1:
             nrow = 2  # one seed per row: source | unlearned
         save_grid(images, out, nrow=nrow)
-        what = "source" if adapter is None else f"adapter {adapter} at strength {pair.adapter_set.strength:g}" \
-            if pair.adapter_set is not None else f"fine-tuned weights {adapter}"
+        what = "source" if adapter is None else f"adapter {adapter} at strength {pair.dial.strength:g}" \
+            if pair.dial is not None else f"fine-tuned weights {adapter}"
         typer.echo(f"wrote {out}: {len(seed_list)} seeds × {views} views ({what})")

@@ -56,17 +56,17 @@ def register(app: typer.Typer) -> None:
         values = parse_strengths(strengths)
         torch.manual_seed(seed)
         pair = load_pair(generator, adapter)
-        if pair.adapter_set is None:
+        if pair.dial is None:
             raise InputError(f"{adapter} holds fully fine-tuned weights, which have no strength to sweep")
         ws, held, description = load_target(adapter, identity, pair.source, target_index, seed)
-        result = run_sweep(pair.source, pair.unlearned, pair.adapter_set, ws, held, values,
+        result = run_sweep(pair.source, pair.unlearned, pair.dial, ws, held, values,
                            identity_model=load_identity_model(identity_model, pair.source), n_random=n_random,
                            n_views=n_views, seed=seed, progress=True)
         result = {**result, "generator": generator, "adapter": str(adapter), "identity": description}
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "sweep.json", result)
         save_sweep_plot(result, out / "sweep.png")
-        save_fade_strip(pair.unlearned, pair.adapter_set, ws, values, out / "fade_strip.png")
+        save_fade_strip(pair.unlearned, pair.dial, ws, values, out / "fade_strip.png")
         rho = result["spearman"]
         typer.echo(f"wrote {out}/sweep.json, sweep.png, fade_strip.png; id_target "
                    f"{result['points'][0]['id_target']:.3f} → {result['points'][-1]['id_target']:.3f}, "

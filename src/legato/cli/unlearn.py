@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
                                       help="synthfaces | digits-flow | path to an NVlabs .pkl"),
-        method: str = typer.Option("legato", help="legato | guide | residual | baseline (flows: legato | finetune)"),
+        method: str = typer.Option("legato", help="legato | guide | residual | lora | salun | baseline "
+                                   "(flows: legato | finetune)"),
         iterations: int = typer.Option(1000, "--iterations", "--iters", help="Training iterations (reference: 1,000)."),
         identity_model: str = typer.Option(None, "--identity-model",
                                            help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
@@ -61,6 +62,10 @@ def register(app: typer.Typer) -> None:
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
+        lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
+                                      "whose parameter count comes nearest legato's adapters."),
+        salun_keep: float = typer.Option(None, "--salun-keep", help="salun: fraction of synthesis weights the "
+                                         "saliency mask trains (SalUn: 0.5)."),
         lambda_feature: float = typer.Option(None, help="Feature-MSE weight (reference: 0.01)."),
         lambda_perceptual: float = typer.Option(None, help="Perceptual weight (reference: 1)."),
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
@@ -138,7 +143,7 @@ def register(app: typer.Typer) -> None:
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
-            refine_steps=refine_steps,
+            refine_steps=refine_steps, lora_rank=lora_rank, salun_keep=salun_keep,
         )
         if n_fid is None:
             n_fid = REFERENCE_N_FID if config.preset == "reference" else 1000

@@ -160,7 +160,7 @@ class SynthFacesGenerator(Generator):
     unlearning_defaults = {"distance": "1x", "alpha_max": "0.8x", "lambda_global_": 10.0, "lambda_identity": 0.5,
                            "refine_steps": 10,
                            "methods": {"legato": {"hidden": 64, "lr": 1e-3, "step_size": 0.8},
-                                       "residual": {"hidden": 64, "lr": 1e-3}}}
+                                       "residual": {"hidden": 64, "lr": 1e-3}, "lora": {"lr": 1e-3}}}
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()

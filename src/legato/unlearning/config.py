@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from legato.errors import InputError
 
-METHODS = ("legato", "guide", "residual", "baseline")
+METHODS = ("legato", "guide", "residual", "lora", "salun", "baseline")  # unlearning.methods.REGISTRY
 TARGETS = ("extra", "average", "extra-projected")
 REDUCTIONS = ("mean", "sum")
 TRAJECTORY_MODES = ("all", "reference")
@@ -69,6 +69,10 @@ class UnlearnConfig:
     t_end: float = 1.6
     step_size: float = 0.4
     solver: str = "euler"
+    # lora: the rank of the updates (None: the rank whose parameter count comes nearest legato's adapters)
+    lora_rank: int | None = None
+    # salun: the fraction of synthesis weights the saliency mask keeps trainable (the paper's 50%)
+    salun_keep: float = 0.5
     seed: int = 0
     log_every: int = 10  # losses into log.jsonl every K steps
     eval_every: int = 100  # id_target / id_preservation (collapse curve) every K steps
@@ -91,6 +95,10 @@ class UnlearnConfig:
             raise InputError(f"--lr must be positive (got {self.lr})")
         if self.refine_steps < 0:
             raise InputError(f"--refine-steps must not be negative (got {self.refine_steps})")
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise InputError(f"--lora-rank must be at least 1 (got {self.lora_rank})")
+        if not 0.0 < self.salun_keep <= 1.0:
+            raise InputError(f"--salun-keep must be in (0, 1] (got {self.salun_keep})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
         for name, allowed in (("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),

@@ -41,22 +41,22 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
                      work / "random_others.png", nrow=8)
         pictures["Random other people: source (top) and unlearned (bottom)"] = work / "random_others.png"
     dial = None
-    if trainable.adapter_set is not None:
+    if trainable.dial is not None:
         strengths = [i / 10 for i in range(11)]
-        result = sweep.run_sweep(source, unlearned, trainable.adapter_set, ident.ws, ident.held_out_ws,
+        result = sweep.run_sweep(source, unlearned, trainable.dial, ident.ws, ident.held_out_ws,
                                  strengths, identity_model=identity_model, seed=seed,
                                  n_random=16)  # the report's sweep: 16 random people keep it affordable
-        trainable.adapter_set.strength = 1.0
+        trainable.dial.strength = 1.0
         atomic_write_json(work / "sweep.json", result)
         sweep.save_sweep_plot(result, work / "sweep.png")
-        sweep.save_fade_strip(unlearned, trainable.adapter_set, ident.ws, strengths, work / "fade_strip.png")
-        trainable.adapter_set.strength = 1.0
+        sweep.save_fade_strip(unlearned, trainable.dial, ident.ws, strengths, work / "fade_strip.png")
+        trainable.dial.strength = 1.0
         figures["Strength sweep"] = work / "sweep.png"
         pictures["The forgotten face as strength goes 0 → 1"] = work / "fade_strip.png"
         if "spearman" in result:
             metrics["sweep_spearman_id_target"] = result["spearman"]
         dial = {"strengths": strengths, "points": result["points"], "threshold": result.get("threshold"),
-                "frames": _dial_frames(unlearned, trainable.adapter_set, ident.ws, ws_r[:1], strengths,
+                "frames": _dial_frames(unlearned, trainable.dial, ident.ws, ws_r[:1], strengths,
                                        work / "dial")}
     if (work / "log.jsonl").is_file():
         try:

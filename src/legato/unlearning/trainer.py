@@ -147,6 +147,19 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
     return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory}
 
 
+def _backward_local_loss(source, trainable: Trainable, ws_u, ws_t, views, w, perceptual, identity_model,
+                         crop: str) -> None:
+    """The local term at every evaluation view, back-propagated into `.grad` (a method's `prepare`: SalUn's
+    saliency); one view at a time, so memory stays that of one latent."""
+    for i in range(views.shape[0]):
+        cam = views[i:i + 1]
+        img_u, feat_u = _render(trainable.unlearned, ws_u, cam, 1, bool(w.feature))
+        with torch.no_grad():
+            img_s, feat_s = _render(source, ws_t, cam, 1, bool(w.feature))
+        loss = _local_terms((img_u, img_s, feat_u, feat_s), slice(0, 1), w, perceptual, identity_model, crop)
+        (loss / views.shape[0]).backward()
+
+
 def train(
     source,
     trainable: Trainable,
@@ -195,7 +208,7 @@ def train(
     elif log_path.exists():
         log_path.unlink()
     device = ws_u.device
-    local_only = config.method == "baseline"
+    local_only = trainable.local_only
     n_adj = 0 if local_only else config.n_adjacent
     n_glob = 0 if local_only else config.n_global
     views = source.views(11).to(device)
@@ -233,6 +246,10 @@ def train(
     # as in the reference (benchmarks/parity_objective.py)
     was_training = unlearned.training
     unlearned.train()
+    if trainable.prepare is not None and start == 0:  # (counted as training time; a resumed run has its
+        # prepared state in the checkpoint)
+        trainable.prepare(lambda: _backward_local_loss(source, trainable, ws_u, ws_t, views, w, perceptual,
+                                                       identity_model, config.identity_crop))
     try:
         for step in range(start + 1, config.iterations + 1):
             rng_at_start = rng.get_state()

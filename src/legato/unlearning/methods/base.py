@@ -1,26 +1,30 @@
-"""The methods, all trained by the same loop: what is trainable and how the result is saved.
+"""What every method hands the shared training loop (`Trainable`) and what it registers (`Method`).
 
-- `legato`: Neural-ODE adapters after each synthesis block, base frozen (the method);
-- `residual`: the same field used once, x + f(x), no ODE and no trajectory term (the LoRA-style ablation);
-- `guide`: full fine-tuning of the synthesis network (GUIDE);
-- `baseline`: full fine-tuning towards the average face with the local loss only (GUIDE's baseline).
+A method decides three things, as a PEFT tuner does: what it trains (`build`), how it saves and loads the
+result (`save` on the trainable; `holds`/`load` on the method), and what its strength dial changes
+(`Dial`: the ODE's time span, an output scale, a LoRA scale, or nothing for fine-tuned weights).
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from legato.files import atomic_write_json
-from legato.ode import AdapterSet, attach, save_bundle
 from legato.unlearning.config import UnlearnConfig
 
 ADAPTER_SET_NAME = "forget"
+
+
+class Dial(Protocol):
+    """A strength in [0, 1] (0: the source model, 1: the trained result) and an on/off switch."""
+
+    strength: float
+    enabled: bool
 
 
 @dataclass
@@ -28,22 +32,36 @@ class Trainable:
     method: str
     unlearned: nn.Module  # the generator being changed (with adapters, or a fine-tuned copy)
     params: list[nn.Parameter]
-    adapter_set: AdapterSet | None = None
+    adapter_set: object | None = None  # the ODE adapter set, whose records feed the trajectory term
+    dial: Dial | None = None  # what --strength turns (None: no dial)
     uses_trajectory: bool = False
     trajectory_mode: str = "all"
     trajectory_site: int = -2
+    local_only: bool = False  # the average-face baseline: no adjacency or global terms
+    # called once before a fresh run's first step with a function that back-propagates the local loss at
+    # the starting weights into `.grad` (SalUn's saliency); a resumed run reads its state instead
+    prepare: Callable[[Callable[[], None]], None] | None = None
+    save_fn: Callable[[Path, dict], None] | None = None
     _named: dict[str, nn.Parameter] = field(default_factory=dict)
+    # tensors that are not trained but belong to the run's state (SalUn's mask), checkpointed with it
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def num_trainable(self) -> int:
-        return sum(p.numel() for p in self.params)
+        """Parameters the method may change (for SalUn: the unmasked ones)."""
+        masked = sum(int(m.sum()) for m in self.buffers.values() if m.dtype == torch.bool)
+        return masked if self.buffers else sum(p.numel() for p in self.params)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: p.detach().clone() for k, p in self._named.items()}
+        state = {k: p.detach().clone() for k, p in self._named.items()}
+        state.update({f"buffer::{k}": b.clone() for k, b in self.buffers.items()})
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for k, p in self._named.items():
                 p.copy_(state[k])
+            for k, b in self.buffers.items():
+                b.copy_(state[f"buffer::{k}"])
 
     def trajectory_loss(self, reference: torch.Tensor, forgotten_row: int | None = 0) -> torch.Tensor:
         """The trajectory term of the forward calls since the last call (their records are consumed).
@@ -56,36 +74,23 @@ class Trainable:
         return loss if self.uses_trajectory else loss.detach() * 0
 
     def save(self, directory: Path, metadata: dict) -> None:
-        """Adapter bundle for adapter methods; the fine-tuned weights as safetensors for full fine-tuning."""
-        if self.adapter_set is not None:
-            save_bundle(self.adapter_set, directory, metadata=metadata)
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: p.detach().cpu().contiguous() for k, p in self._named.items()}
-        save_file(tensors, str(directory / "finetuned_weights.safetensors"))
-        atomic_write_json(directory / "finetune_config.json", {"method": self.method, "metadata": metadata})
+        if self.save_fn is None:
+            raise NotImplementedError(f"method {self.method!r} has no save function")
+        self.save_fn(Path(directory), metadata)
 
 
-def build(generator: nn.Module, config: UnlearnConfig, adapter_name: str = ADAPTER_SET_NAME) -> Trainable:
-    """Make the model to train for `config.method`. For adapter methods `generator` itself gets the
-    adapters (the caller keeps a frozen copy as the source); full fine-tuning trains a deep copy."""
-    if config.method in ("legato", "residual"):
-        if config.method == "legato":
-            settings = dict(hidden=config.hidden, field=config.field, t_end=config.t_end,
-                            step_size=config.step_size, method=config.solver)
-        else:  # one Euler step of length 1 is exactly x + f(x)
-            settings = dict(hidden=config.hidden, field=config.field, t_end=1.0, step_size=1.0, method="euler")
-        adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
-        named = {f"{site}::{n}": p for site in adapter_set.sites
-                 for n, p in adapter_set.adapter(site).named_parameters()}
-        return Trainable(config.method, generator, list(named.values()), adapter_set,
-                         uses_trajectory=config.method == "legato", trajectory_mode=config.trajectory,
-                         trajectory_site=config.trajectory_site, _named=named)
-    unlearned = copy.deepcopy(generator)
-    for p in unlearned.parameters():
-        p.requires_grad_(False)
-    trainable_ids = {id(p) for p in unlearned.synthesis_parameters()}
-    named = {n: p for n, p in unlearned.named_parameters() if id(p) in trainable_ids}
-    for p in named.values():
-        p.requires_grad_(True)
-    return Trainable(config.method, unlearned, list(named.values()), None, _named=named)
+@dataclass
+class LoadedResult:
+    method: str
+    unlearned: nn.Module  # the generator the result was loaded into
+    dial: Dial | None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str  # one line: what it trains and how
+    dial: str | None  # what its strength changes (None: no dial)
+    build: Callable[[nn.Module, UnlearnConfig, str], Trainable]
+    holds: Callable[[Path], bool]  # does a result folder hold this method's kind of result
+    load: Callable[[Path, nn.Module], LoadedResult]  # the result applied to a freshly loaded generator

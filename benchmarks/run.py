@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent
-METHODS = ("legato", "guide", "residual", "baseline")
+METHODS = ("legato", "guide", "residual", "lora", "salun", "baseline")  # legato.unlearning.config.METHODS
+DIAL_METHODS = ("legato", "residual", "lora")  # the methods with a strength dial
 SCENARIOS = {
     "random": lambda i: f"seed:{100 + i}",
     "in-domain": lambda i: f"person:{1_000_100 + i}",
@@ -35,9 +36,11 @@ SCENARIOS = {
 MODES = {
     # identities per scenario, iterations, collapse steps, many-identities count, eval sizes, quick-score period
     "quick": dict(identities=2, iterations=150, collapse=450, many=3, n_random=16, n_fid=64, ablate_ids=1,
-                  eval_every=25),
+                  eval_every=25, dial_ids=2, collapse_reference=600),
+    "standard": dict(identities=8, iterations=150, collapse=450, many=3, n_random=16, n_fid=64, ablate_ids=1,
+                     eval_every=50, dial_ids=4, collapse_reference=3000),
     "full": dict(identities=10, iterations=1000, collapse=3000, many=20, n_random=100, n_fid=1000, ablate_ids=3,
-                 eval_every=100),
+                 eval_every=100, dial_ids=8, collapse_reference=3000),
 }
 METRICS = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
 
@@ -166,6 +169,143 @@ def collapse(mode: dict, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "collapse.png", dpi=110)
     plt.close(fig)
+    return curves
+
+
+def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
+    """Train one run, then sweep its dial: identity scores and the forgotten face's sharpness at each strength."""
+    from legato.evaluation.quality import target_quality
+    from legato.evaluation.sweep import DEFAULT_STRENGTHS, run_sweep
+    from legato.synthfaces import load_generator
+    from legato.unlearning.methods import load_result
+
+    metrics = run_one(spec, method, out, mode)
+    source = load_generator().eval().requires_grad_(False)
+    result = load_result(out / "adapter", load_generator().eval().requires_grad_(False))
+    ws = load_file_ws(out)
+    from safetensors.torch import load_file
+
+    held = load_file(str(out / "adapter" / "target_ws.safetensors")).get("held_out_ws")
+    sweep = run_sweep(source, result.unlearned, result.dial, ws, held, DEFAULT_STRENGTHS,
+                      n_random=mode["n_random"], seed=0)
+    for point in sweep["points"]:
+        result.dial.strength = point["strength"]
+        q = target_quality(source, result.unlearned, ws, n_ordinary=100)
+        point["target_sharpness_percentile"] = q["target_sharpness_percentile"]
+        point["target_plausible"] = q["target_plausible"]
+    return {"spec": spec, "method": method, "threshold": metrics.get("threshold"),
+            "trainable_params": metrics["trainable_params"], "points": sweep["points"]}
+
+
+def dial_summary(points: list[dict], threshold: float | None) -> dict:
+    """Monotonicity (Spearman ρ of id_target against strength), smoothness (the largest jump of id_target
+    between neighbouring strengths), the first strength below the threshold, and preservation at s = 1."""
+    from legato.evaluation.sweep import spearman
+
+    xs = [p["strength"] for p in points]
+    ids = [p["id_target"] for p in points]
+    crossed = next((x for x, y in zip(xs, ids, strict=True) if threshold is not None and y < threshold), None)
+    return {"spearman": spearman(xs, ids), "max_jump": max(abs(b - a) for a, b in zip(ids, ids[1:], strict=False)),
+            "crossing": crossed, "preservation_at_1": points[-1].get("id_preservation"),
+            "min_preservation": min(p["id_preservation"] for p in points),
+            "plausible_fraction": sum(bool(p["target_plausible"]) for p in points) / len(points)}
+
+
+def dial(mode: dict, out: Path) -> dict:
+    """legato (time span), residual (output scale) and lora (LoRA scale) over s = 0, 0.1, …, 1 on the same
+    in-domain people: one plot with the three curves (mean and spread) and `dial.md`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in DIAL_METHODS if m in mode["methods"]]
+    jobs = [(i, m) for i in range(mode.get("dial_ids", 4)) for m in methods]
+    with _pool(mode["workers"]) as pool:
+        futures = [pool.submit(_dial_one, SCENARIOS["in-domain"](i), m, out / "dial" / f"{m}-{i}", mode)
+                   for i, m in jobs]
+        results = [f.result() for f in futures]
+    (out / "dial.json").write_text(json.dumps(results, indent=1))
+    colours = {"legato": "tab:blue", "residual": "tab:orange", "lora": "tab:green"}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    lines = ["| method (dial) | Spearman ρ of id_target ↓ (−1: monotone) | largest jump | crosses the threshold at s | "
+             "preservation at s = 1 | lowest preservation | plausible forgotten face along the dial |",
+             "|---|---|---|---|---|---|---|"]
+    summary = {}
+    for m in methods:
+        runs = [r for r in results if r["method"] == m]
+        xs = [p["strength"] for p in runs[0]["points"]]
+        for ax, key in zip(axes, ("id_target", "id_preservation", "target_sharpness_percentile"), strict=True):
+            ys = torch.tensor([[p[key] for p in r["points"]] for r in runs], dtype=torch.float64)
+            ax.plot(xs, ys.mean(0), color=colours[m], lw=2.2, label=f"{m} (n={len(runs)})")
+            ax.fill_between(xs, ys.min(0).values, ys.max(0).values, color=colours[m], alpha=0.15)
+        per = [dial_summary(r["points"], r["threshold"]) for r in runs]
+        summary[m] = per
+
+        def cell(key, fmt="{:.3f}", per=per):
+            vals = [p[key] for p in per if p[key] is not None]
+            if not vals:
+                return "never"
+            mean, half = ci95(vals)
+            return fmt.format(mean) + ("" if math.isnan(half) else " ± " + fmt.format(half)) + \
+                (f" ({len(vals)}/{len(per)})" if len(vals) < len(per) else "")
+
+        lines.append(f"| {m} | {cell('spearman')} | {cell('max_jump')} | {cell('crossing', '{:.2f}')} | "
+                     f"{cell('preservation_at_1')} | {cell('min_preservation')} | "
+                     f"{cell('plausible_fraction', '{:.2f}')} |")
+    threshold = results[0]["threshold"]
+    if threshold is not None:
+        axes[0].axhline(threshold, color="grey", ls=":", label="threshold")
+    axes[0].set(title="id_target (↓) along the dial", xlabel="strength s")
+    axes[1].set(title="id_preservation (↑) along the dial", xlabel="strength s")
+    axes[2].set(title="forgotten face's sharpness (percentile of ordinary)", xlabel="strength s")
+    axes[2].axhspan(2.5, 97.5, color="grey", alpha=0.08)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "dial.png", dpi=110)
+    plt.close(fig)
+    text = "\n".join(lines) + "\n"
+    (out / "dial.md").write_text(text)
+    print(text, flush=True)
+    return {"table": text, "per_identity": summary}
+
+
+COLLAPSE_REFERENCE = {  # the reference's loss balance (λ_global 1), where the docs saw SynthFaces collapse
+    "legato": ("legato", {}),
+    "legato, no trajectory term": ("legato", {"lambda_trajectory": 0.0}),
+    "guide": ("guide", {}),
+    "lora": ("lora", {}),
+}
+
+
+def collapse_reference(mode: dict, out: Path) -> dict:
+    """Preservation and id_target against steps at λ_global = 1, up to `collapse_reference` steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg_mode = {**mode, "iterations": mode["collapse_reference"]}
+    curves = {}
+    with _pool(mode["workers"]) as pool:
+        futures = {name: pool.submit(run_one, SCENARIOS["in-domain"](0), method,
+                                     out / "collapse_reference" / f"v{k}", cfg_mode, lambda_global_=1.0, **ov)
+                   for k, (name, (method, ov)) in enumerate(COLLAPSE_REFERENCE.items())}
+        for k, (name, fut) in enumerate(futures.items()):
+            fut.result()
+            log = [json.loads(x) for x in (out / "collapse_reference" / f"v{k}" / "log.jsonl").read_text().splitlines()]
+            curves[name] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, pts in curves.items():
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], label=name)
+    axes[0].set(title="id_preservation (↑), λ_global = 1", xlabel="step")
+    axes[1].set(title="id_target (↓), λ_global = 1", xlabel="step")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "collapse_reference.png", dpi=110)
+    plt.close(fig)
+    (out / "collapse_reference.json").write_text(json.dumps(curves))
     return curves
 
 
@@ -320,7 +460,8 @@ def readme_block(summary: dict, out: Path, images: Path | None) -> str:
     if "table" in summary:
         lines += [summary["table"].rstrip(), ""]
     pictures = [("controllability.png", "controllability"), ("collapse.png", "collapse"),
-                ("many_identities.png", "many identities")]
+                ("many_identities.png", "many identities"), ("dial.png", "the dial: legato, residual, lora"),
+                ("collapse_reference.png", "collapse at the reference balance")]
     shown = []
     for name, alt in pictures:
         if (out / name).is_file():
@@ -332,6 +473,8 @@ def readme_block(summary: dict, out: Path, images: Path | None) -> str:
             shown.append(f"![{alt}](docs/images/bench_{name})")
     if shown:
         lines += [" ".join(shown), ""]
+    if (out / "dial.md").is_file():
+        lines += ["The strength dial (in-domain people):", "", (out / "dial.md").read_text().rstrip(), ""]
     if (out / "ablations.md").is_file():
         lines += ["Ablations (`legato`, in-domain):", "", (out / "ablations.md").read_text().rstrip(), ""]
     lines.append("What these numbers do and do not show: `docs/benchmarks.md`.")
@@ -350,9 +493,14 @@ def update_readme(readme: Path, block: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the quick version (default)")
+    ap.add_argument("--standard", action="store_true", help="the standard tier: the README table, 8 people "
+                    "per scenario, all six methods (make bench-standard, about 90 minutes on 2 cores)")
     ap.add_argument("--full", action="store_true", help="the full version")
+    ap.add_argument("--dial-ids", type=int, default=None, help="people for the dial comparison")
+    ap.add_argument("--collapse-steps", type=int, default=None, help="steps of the collapse runs at λ_global 1")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="run only these parts: table collapse many controllability ablations")
+                    help="run only these parts: table collapse many controllability ablations dial "
+                         "collapse-reference")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scenarios", nargs="*", default=None, help=f"subset of {list(SCENARIOS)}")
     ap.add_argument("--methods", nargs="*", default=None, help=f"subset of {list(METHODS)}")
@@ -367,12 +515,16 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")
     args = ap.parse_args()
-    name = "full" if args.full else "quick"
+    name = "full" if args.full else "standard" if args.standard else "quick"
     mode = dict(MODES[name])
     if args.identities:
         mode["identities"] = args.identities
     if args.iterations:
         mode["iterations"] = args.iterations
+    if args.dial_ids:
+        mode["dial_ids"] = args.dial_ids
+    if args.collapse_steps:
+        mode["collapse_reference"] = args.collapse_steps
     for key in ("n_random", "n_fid", "eval_every"):
         if getattr(args, key) is not None:
             mode[key] = getattr(args, key)
@@ -382,7 +534,8 @@ def main() -> int:
     mode["workers"] = max(1, args.workers)
     out = args.out or ROOT / "results" / name
     out.mkdir(parents=True, exist_ok=True)
-    parts = args.only or ["table", "controllability", "collapse", "many", "ablations"]
+    parts = args.only or (["table", "controllability"] if name == "standard" else
+                          ["table", "controllability", "collapse", "many", "ablations", "dial", "collapse-reference"])
     summary = {"mode": name, "settings": mode, "machine": {"python": platform.python_version(),
                "torch": torch.__version__, "cpu_count": os.cpu_count(), "workers": mode["workers"],
                "threads_per_worker": 1, "processor": cpu_name(),
@@ -398,6 +551,10 @@ def main() -> int:
         summary["controllability"] = controllability(out)
     if "collapse" in parts:
         summary["collapse"] = collapse(mode, out)
+    if "dial" in parts:
+        summary["dial"] = dial(mode, out)
+    if "collapse-reference" in parts:
+        summary["collapse_reference"] = collapse_reference(mode, out)
     if "many" in parts:
         summary["many_identities"] = many_identities(mode, out)
     if "ablations" in parts:

@@ -142,11 +142,6 @@ def write_table(rows: list[dict], out: Path) -> str:
 
 def collapse(mode: dict, out: Path) -> dict:
     """id_preservation (and id_target) every 100 steps up to 3× the budget, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves = {}
     cfg_mode = {**mode, "iterations": mode["collapse"]}
     with _pool(mode["workers"]) as pool:
@@ -157,23 +152,36 @@ def collapse(mode: dict, out: Path) -> dict:
             log = [json.loads(x) for x in (out / "collapse" / method / "log.jsonl").read_text().splitlines()]
             curves[method] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log
                               if "id_preservation" in r]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method, pts in curves.items():
-        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=method)
-        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], label=method)
-    axes[0].set(title="id_preservation (↑) during training", xlabel="step")
-    axes[1].set(title="id_target (↓) during training", xlabel="step")
-    axes[0].axvline(mode["iterations"], color="grey", ls=":")
-    axes[1].axvline(mode["iterations"], color="grey", ls=":")
+    plot_curves(curves, out / "collapse.png", "during training", budget=mode["iterations"])
+    return curves
+
+
+def plot_curves(curves: dict, path: Path, when: str, budget: int | None = None) -> None:
+    """id_preservation and id_target against steps, one line per run (`curves`: name → [(step, pres, id)])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, pts in curves.items():
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], label=name)
+    axes[0].set(title=f"id_preservation (↑) {when}", xlabel="step")
+    axes[1].set(title=f"id_target (↓) {when}", xlabel="step")
+    if budget is not None:
+        for ax in axes:
+            ax.axvline(budget, color="grey", ls=":")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(out / "collapse.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return curves
 
 
 def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
     """Train one run, then sweep its dial: identity scores and the forgotten face's sharpness at each strength."""
+    from safetensors.torch import load_file
+
     from legato.evaluation.quality import target_quality
     from legato.evaluation.sweep import DEFAULT_STRENGTHS, run_sweep
     from legato.synthfaces import load_generator
@@ -182,10 +190,8 @@ def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
     metrics = run_one(spec, method, out, mode)
     source = load_generator().eval().requires_grad_(False)
     result = load_result(out / "adapter", load_generator().eval().requires_grad_(False))
-    ws = load_file_ws(out)
-    from safetensors.torch import load_file
-
-    held = load_file(str(out / "adapter" / "target_ws.safetensors")).get("held_out_ws")
+    saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
+    ws, held = saved["ws"], saved.get("held_out_ws")
     sweep = run_sweep(source, result.unlearned, result.dial, ws, held, DEFAULT_STRENGTHS,
                       n_random=mode["n_random"], seed=0)
     for point in sweep["points"]:
@@ -280,11 +286,6 @@ COLLAPSE_REFERENCE = {  # the reference's loss balance (λ_global 1), where the 
 
 def collapse_reference(mode: dict, out: Path) -> dict:
     """Preservation and id_target against steps at λ_global = 1, up to `collapse_reference` steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cfg_mode = {**mode, "iterations": mode["collapse_reference"]}
     curves = {}
     with _pool(mode["workers"]) as pool:
@@ -295,16 +296,7 @@ def collapse_reference(mode: dict, out: Path) -> dict:
             fut.result()
             log = [json.loads(x) for x in (out / "collapse_reference" / f"v{k}" / "log.jsonl").read_text().splitlines()]
             curves[name] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, pts in curves.items():
-        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=name)
-        axes[1].plot([p[0] for p in pts], [p[2] for p in pts], label=name)
-    axes[0].set(title="id_preservation (↑), λ_global = 1", xlabel="step")
-    axes[1].set(title="id_target (↓), λ_global = 1", xlabel="step")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "collapse_reference.png", dpi=110)
-    plt.close(fig)
+    plot_curves(curves, out / "collapse_reference.png", "at λ_global = 1")
     (out / "collapse_reference.json").write_text(json.dumps(curves))
     return curves
 

@@ -38,6 +38,14 @@ class AdapterConfig:
 _REGISTRY: weakref.WeakKeyDictionary[nn.Module, OrderedDict[str, AdapterSet]] = weakref.WeakKeyDictionary()
 
 
+def checked_strength(value: float) -> float:
+    """`value` as a float in [0, 1] (any dial's strength), or a one-line error."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise InputError(f"strength must be in [0, 1], got {value}")
+    return value
+
+
 def _key(site: str) -> str:
     return site.replace(".", "__")
 
@@ -105,9 +113,7 @@ class AdapterSet(nn.Module):
 
     @strength.setter
     def strength(self, value: float) -> None:
-        value = float(value)
-        if not 0.0 <= value <= 1.0 or value != value:
-            raise InputError(f"strength must be in [0, 1], got {value}")
+        value = checked_strength(value)
         self._strength = value
         for adapter in self.adapters.values():
             adapter.strength = value

@@ -3,15 +3,14 @@ field applied once, x + f(x): no ODE, no trajectory term). Both save an adapter 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
 from legato.ode import attach, load_bundle, save_bundle
-from legato.ode.bundle import CONFIG_NAME, PEFT_TYPE
+from legato.ode.bundle import PEFT_TYPE
 from legato.unlearning.config import UnlearnConfig
-from legato.unlearning.methods.base import LoadedResult, Method, Trainable
+from legato.unlearning.methods.base import UNREADABLE, LoadedResult, Method, Trainable, bundle_peft_type
 
 
 def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Trainable:
@@ -29,13 +28,8 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
 
 
 def _holds(directory: Path) -> bool:
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("peft_type") == PEFT_TYPE
-    except (ValueError, UnicodeDecodeError):
-        return True  # ours by name; load_bundle gives the precise error
+    # an unreadable config counts as ours (the file has our name): load_bundle gives the precise error
+    return bundle_peft_type(directory) in (PEFT_TYPE, UNREADABLE)
 
 
 def _load(directory: Path, generator: nn.Module) -> LoadedResult:

@@ -7,6 +7,7 @@ result (`save` on the trainable; `holds`/`load` on the method), and what its str
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,21 @@ class Trainable:
         if self.save_fn is None:
             raise NotImplementedError(f"method {self.method!r} has no save function")
         self.save_fn(Path(directory), metadata)
+
+
+BUNDLE_CONFIG = "adapter_config.json"  # the PEFT-shaped bundles' config (adapters and LoRA alike)
+UNREADABLE = "<unreadable>"
+
+
+def bundle_peft_type(directory) -> str | None:
+    """The `peft_type` of the bundle config in `directory`: None without one, `UNREADABLE` when it is not JSON."""
+    path = Path(directory) / BUNDLE_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("peft_type")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return UNREADABLE
 
 
 @dataclass

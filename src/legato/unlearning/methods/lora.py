@@ -24,12 +24,13 @@ from legato import __version__
 from legato.errors import CheckpointError, InputError
 from legato.files import atomic_directory
 from legato.ode import ODEAdapter, fingerprint
+from legato.ode.adapter_set import checked_strength
 from legato.unlearning.config import UnlearnConfig
-from legato.unlearning.methods.base import LoadedResult, Method, Trainable
+from legato.unlearning.methods.base import BUNDLE_CONFIG, LoadedResult, Method, Trainable, bundle_peft_type
 
 PEFT_TYPE = "LORA"
 WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = "adapter_config.json"
+CONFIG_NAME = BUNDLE_CONFIG
 
 
 class LowRankUpdate(nn.Module):
@@ -122,10 +123,7 @@ class LoRASet:
 
     @strength.setter
     def strength(self, value: float) -> None:
-        value = float(value)
-        if not 0.0 <= value <= 1.0 or value != value:
-            raise InputError(f"strength must be in [0, 1], got {value}")
-        self._strength = value
+        self._strength = checked_strength(value)
         self._apply()
 
     @property
@@ -184,13 +182,7 @@ def _read_config(directory: Path) -> dict:
 
 
 def holds(directory: Path) -> bool:
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("peft_type") == PEFT_TYPE
-    except (ValueError, UnicodeDecodeError):
-        return False
+    return bundle_peft_type(directory) == PEFT_TYPE
 
 
 def load(directory: Path, generator: nn.Module) -> LoadedResult:

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,flows,dlib]'
+	$(BIN)/pip install -q -e '.[dev,flows,dlib,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 # the README table: 3 scenarios × 6 methods × 8 people, 150 iterations each, on both cores
 bench-standard: $(STAMP)
-	$(BIN)/python benchmarks/run.py --standard --update-readme
+	$(BIN)/python benchmarks/run.py --standard --update-readme --resume
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/run.py --full

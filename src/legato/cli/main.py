@@ -19,6 +19,7 @@ from legato.runtime import keep_freed_memory
 COMMAND_MODULES = [
     "legato.cli.adapters",
     "legato.cli.unlearn",
+    "legato.cli.batch",
     "legato.cli.flow",
     "legato.cli.identity",
     "legato.cli.synthfaces",
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a `LegatoError` becomes one line on stderr and exit code 2."""
     keep_freed_memory()
     try:
-        app(args=argv, standalone_mode=False)
+        # outside standalone mode click hands back a `typer.Exit(code)` as the return value
+        code = app(args=argv, standalone_mode=False)
     except LegatoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print("aborted", file=sys.stderr)
             return 130
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

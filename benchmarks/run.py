@@ -80,10 +80,29 @@ def run_one(spec: str, method: str, out: Path, mode: dict, report: bool = False,
     gen = load_generator()
     cfg = UnlearnConfig.for_generator(gen, method=method, iterations=mode["iterations"],
                                       eval_every=mode.get("eval_every", 50), **overrides)
+    if mode.get("resume"):
+        done = finished_run(out, cfg.to_dict(), mode)
+        if done is not None:
+            return done
     t0 = time.perf_counter()
     metrics = unlearn(gen, spec, out, cfg, overwrite=True, n_random=mode["n_random"],
                       n_fid=mode["n_fid"], progress=False, report=report)
     metrics["wall_seconds"] = time.perf_counter() - t0
+    return metrics
+
+
+def finished_run(out: Path, config: dict, mode: dict) -> dict | None:
+    """The metrics of a run already finished with these settings (`--resume`), else None."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (saved.get("config") == json.loads(json.dumps(config, default=str))
+            and saved.get("n_random") == mode["n_random"] and saved.get("n_fid") == mode["n_fid"])
+    if not same:
+        return None
+    metrics["resumed"] = True
     return metrics
 
 
@@ -504,6 +523,9 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=None, help="quick scores (collapse curve) every K steps")
     ap.add_argument("--update-readme", action="store_true",
                     help="write the table and plots into README.md (between the bench markers) and docs/images/")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse runs already finished under --out with the same settings (an interrupted tier "
+                         "picks up where it stopped)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")
     args = ap.parse_args()
@@ -524,6 +546,7 @@ def main() -> int:
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)
     mode["workers"] = max(1, args.workers)
+    mode["resume"] = args.resume
     out = args.out or ROOT / "results" / name
     out.mkdir(parents=True, exist_ok=True)
     parts = args.only or (["table", "controllability"] if name == "standard" else

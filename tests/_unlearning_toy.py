@@ -16,15 +16,16 @@ from legato.unlearning.targets import ufo_target
 from legato.unlearning.trainer import train
 
 
-def train_toy(config: UnlearnConfig, work: Path, latent_seed: int, **train_options):
-    """Returns (trainable, TrainResult) after `train` on the toy generator, one torch thread."""
+def train_toy(config: UnlearnConfig, work: Path, latent_seed: int, people: int = 1, **train_options):
+    """Returns (trainable, TrainResult) after `train` on the toy generator, one torch thread; `people` latents
+    to forget, drawn from `latent_seed`."""
     torch.set_num_threads(1)
     gen = load("toy")
     source = copy.deepcopy(gen)
     for p in source.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
-        ws_u = source.mapping(torch.randn(1, source.z_dim, generator=torch.Generator().manual_seed(latent_seed)))
+        ws_u = source.mapping(torch.randn(people, source.z_dim, generator=torch.Generator().manual_seed(latent_seed)))
     ws_t = ufo_target(ws_u, source.w_avg, config.target, 1.0)
     identity_model = source.identity_model()
     trainable = build(gen, config)

@@ -13,13 +13,13 @@ from legato.unlearning.config import UnlearnConfig
 ITERATIONS = 3
 
 
-def _run(tmp_path, method: str, micro_batch, **overrides):
+def _run(tmp_path, method: str, micro_batch, people: int = 1, **overrides):
     config = UnlearnConfig(method=method, iterations=ITERATIONS, lr=1e-2, hidden=8, seed=11, log_every=1,
                            eval_every=100, checkpoint_every=1, micro_batch=micro_batch, **overrides)
     config.validate()
-    work = tmp_path / f"{method}-{micro_batch}"
+    work = tmp_path / f"{method}-{micro_batch}-{people}"
     work.mkdir()
-    trainable, result = train_toy(config, work, latent_seed=5)
+    trainable, result = train_toy(config, work, latent_seed=5, people=people)
     log = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     ckpt = torch.load(work / "checkpoint.pt", weights_only=True)
     return trainable.state_dict(), log, result.final_losses, ckpt
@@ -45,6 +45,21 @@ def test_micro_batches_match_the_whole_batch(tmp_path, method):
             assert fin[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (micro_batch, key)
         # the same random draws: both generators end every iteration in the same state
         assert torch.equal(ck["rng"], ckpt["rng"]) and torch.equal(ck["torch_rng"], ckpt["torch_rng"])
+
+
+def test_micro_batches_match_the_whole_batch_with_several_people(tmp_path):
+    # 3 people, 2 per step: rows 2 targets + 2 adjacency + 2 global; chunks of 1 and 4 split the targets'
+    # local term and mix it with the adjacency term
+    params, log, final, ckpt = _run(tmp_path, "legato", None, people=3, targets_per_step=2)
+    for micro_batch in (1, 4):
+        p, lg, fin, ck = _run(tmp_path, "legato", micro_batch, people=3, targets_per_step=2)
+        for k, ref in params.items():
+            assert torch.allclose(p[k], ref, rtol=1e-4, atol=1e-5 * max(ref.abs().max().item(), 1.0)), \
+                (micro_batch, k)
+        for ref_rec, rec in zip(log, lg, strict=True):
+            for key in ("total", "local", "adjacency", "global", "trajectory"):
+                assert rec[key] == pytest.approx(ref_rec[key], rel=1e-4, abs=2e-6), (micro_batch, rec["step"], key)
+        assert torch.equal(ck["rng"], ckpt["rng"])
 
 
 def test_micro_batch_setting():

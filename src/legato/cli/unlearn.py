@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn_cmd(
         identity: str = typer.Option(None, "--identity", "-i",
-                                     help="seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | ood-person:N"),
+                                     help="seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | ood-person:N | "
+                                          "@FILE (several people: one of those per line, forgotten by one set)"),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
                                       help="synthfaces | digits-flow | path to an NVlabs .pkl"),
@@ -100,6 +101,11 @@ def register(app: typer.Typer) -> None:
         ray_chunk: int = typer.Option(None, help="EG3D: rays per renderer pass (bounds memory; same images)."),
         gradient_checkpointing: bool = typer.Option(False, help="EG3D: recompute rendering and super-resolution "
                                                     "in the backward pass (less memory, more time)."),
+        extend: Path = typer.Option(None, "--extend", help="A finished run (or its adapter/ folder) to add the "
+                                    "people of --identity to; its own people stay in training, so they stay "
+                                    "forgotten. Same method and settings as that run."),
+        targets_per_step: int = typer.Option(None, "--targets-per-step", help="Several people (@FILE, --extend): "
+                                             "how many of them each step trains on (default 4)."),
         micro_batch: int = typer.Option(None, "--micro-batch", help="Render and back-propagate the latents of an "
                                         "iteration N at a time (less memory; same loss and gradients)."),
     ) -> None:
@@ -144,6 +150,7 @@ def register(app: typer.Typer) -> None:
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
             refine_steps=refine_steps, lora_rank=lora_rank, salun_keep=salun_keep,
+            targets_per_step=targets_per_step,
         )
         if n_fid is None:
             n_fid = REFERENCE_N_FID if config.preset == "reference" else 1000
@@ -151,7 +158,7 @@ def register(app: typer.Typer) -> None:
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
                           identity_model=identity_model, judge_model=judge_model,
-                          fid_features=inception, real_images=real_images)
+                          fid_features=inception, real_images=real_images, extend=extend)
         _print_table(metrics, out)
 
     @app.command("demo")

@@ -170,7 +170,9 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
              progress: bool = True, fid_bootstrap: int = fidlib.FID_BOOTSTRAP, real_reference=None) -> dict:
     """All metrics (see the module docstring) as a JSON-ready dict.
 
-    Shapes: `target_ws` `[T, num_ws, w_dim]`, `held_out_ws` `[k, num_ws, w_dim]`. `n_fid = 0` skips both
+    Shapes: `target_ws` `[T, num_ws, w_dim]`, `held_out_ws` `[k, num_ws, w_dim]`; with T > 1 (several
+    people forgotten) `id_target` averages one value per person and `id_target_per_latent` (and
+    `id_others_per_latent`) list them. `n_fid = 0` skips both
     FIDs; `fid_bootstrap` resamples give each FID's interval (0: none). Each figure comes with `<key>_n`
     (its sample size) and, where it is an average over random draws, `<key>_ci95`: a t-interval over
     latents for the identity scores (over views for a single forgotten latent), ±1.96 bootstrap s.d. for FIDs.
@@ -222,7 +224,7 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             if bar is not None:
                 bar.advance(task, k)
 
-        def id_metric(key: str, ws: torch.Tensor, per_view: bool) -> None:
+        def id_metric(key: str, ws: torch.Tensor, per_view: bool, per_latent: bool = False) -> None:
             if identity_model is None:
                 result[key], result[f"{key}_n"], result[f"{key}_ci95"] = None, 0, None
                 return
@@ -233,10 +235,13 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             mean, ci = mean_ci95(values)
             ci = None if ci is None else [max(ci[0], -1.0), min(ci[1], 1.0)]  # a cosine stays in [-1, 1]
             result[key], result[f"{key}_n"], result[f"{key}_ci95"] = mean, int(values.numel()), ci
+            if per_latent:  # several people forgotten: each one's score, for the fraction forgotten
+                result[f"{key}_per_latent"] = [round(float(v), 5) for v in sims.mean(1)]
 
-        id_metric("id_target", target_ws, per_view=True)
+        several = target_ws.shape[0] > 1
+        id_metric("id_target", target_ws, per_view=not several, per_latent=several)
         if held_out_ws is not None:
-            id_metric("id_others", held_out_ws, per_view=held_out_ws.shape[0] == 1)
+            id_metric("id_others", held_out_ws, per_view=held_out_ws.shape[0] == 1, per_latent=several)
         if n_random:
             id_metric("id_preservation", random_ws(source, n_random, seed + 1), per_view=False)
         else:

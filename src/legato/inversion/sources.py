@@ -7,7 +7,9 @@ Specs:
 - `FOLDER/` — photos of one person: the one at `target_index` is forgotten, the others are held out;
 - `latent:FILE` — a saved ws tensor (`.pt` read with weights_only, `.npy`, or `.safetensors` key `ws`);
 - `person:N` / `ood-person:N` — a person of the backend's world (SynthFaces: held-out seed N, or an
-  out-of-domain person): one photo forgotten, `n_held_out` others held out.
+  out-of-domain person): one photo forgotten, `n_held_out` others held out;
+- `@FILE` — several people forgotten together: one spec of the kinds above per line (blank lines and lines
+  starting with `#` are skipped; a folder's photos other than the first are held out).
 """
 
 from __future__ import annotations
@@ -31,14 +33,64 @@ class IdentitySource:
     photo: torch.Tensor | None = None  # [1, 3, H, W]: the forgotten photo, when there is one
     held_out_photos: torch.Tensor | None = None  # [k, 3, H, W]
     held_out_ws: torch.Tensor | None = None  # [k, num_ws, w_dim]: the held-out photos, inverted
+    # several people (`@FILE`): ws is [N, ...], one row per member; held_out_ws row i belongs to member
+    # held_out_owner[i]
+    members: list[IdentitySource] | None = None
+    held_out_owner: torch.Tensor | None = None
+
+    @property
+    def count(self) -> int:
+        return int(self.ws.shape[0])
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "spec": self.spec,
             "kind": self.kind,
             "description": self.description,
             "held_out": 0 if self.held_out_ws is None else int(self.held_out_ws.shape[0]),
         }
+        if self.members is not None:
+            d["people"] = [m.spec for m in self.members]
+        return d
+
+    def subset(self, n: int) -> IdentitySource:
+        """The first `n` people (a report's pictures and dial for a run that forgets many)."""
+        if self.members is None or n >= self.count:
+            return self
+        return combine_identities(self.members[:n], f"{self.spec} (first {n})")
+
+
+def combine_identities(members: list[IdentitySource], spec: str) -> IdentitySource:
+    """Several resolved people as one source: their latents stacked, their held-out photos with owners."""
+    if not members:
+        raise InputError(f"{spec}: no identities to forget")
+    held = [(i, m) for i, m in enumerate(members) if m.held_out_ws is not None]
+    held_ws = torch.cat([m.held_out_ws for _, m in held]) if held else None
+    owner = torch.cat([torch.full((m.held_out_ws.shape[0],), i) for i, m in held]) if held else None
+    photos = None
+    if held and all(m.held_out_photos is not None for _, m in held):
+        photos = torch.cat([m.held_out_photos for _, m in held])
+    return IdentitySource(spec, "many", torch.cat([m.ws for m in members]),
+                          f"{len(members)} people ({members[0].description}, …)" if len(members) > 1
+                          else members[0].description,
+                          held_out_photos=photos, held_out_ws=held_ws, members=list(members), held_out_owner=owner)
+
+
+def read_identity_list(path: str | Path) -> list[str]:
+    """The identity specs in a list file (`@FILE`): one per line; blank lines and `#` comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"identity list {path} does not exist")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"identity list {path} is not a text file (one identity spec per line)") from e
+    specs = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not specs:
+        raise InputError(f"identity list {path} names no identity (one spec per line, e.g. person:1000003)")
+    if any(s.startswith("@") for s in specs):
+        raise InputError(f"identity list {path}: a list cannot name another list (@…)")
+    return specs
 
 
 def _invert(generator, photos: torch.Tensor, refine_steps: int, names: list[str] | None = None) -> torch.Tensor:
@@ -107,6 +159,14 @@ def resolve_identity(
 ) -> IdentitySource:
     """Turn an identity spec (see the module docstring) into the latent to forget (+ held-out photos)."""
     device = generator.w_avg.device
+    if spec.startswith("@"):
+        members = []
+        for line, member in enumerate(read_identity_list(spec[1:]), 1):
+            try:
+                members.append(resolve_identity(member, generator, target_index, seed, refine_steps, n_held_out))
+            except InputError as e:
+                raise InputError(f"{spec[1:]}, entry {line} ({member}): {e}") from e
+        return combine_identities(members, spec)
     if spec.startswith("seed:"):
         try:
             n = int(spec[5:])

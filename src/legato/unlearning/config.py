@@ -78,6 +78,9 @@ class UnlearnConfig:
     eval_every: int = 100  # id_target / id_preservation (collapse curve) every K steps
     checkpoint_every: int = 100
     perceptual: str = "auto"  # "auto" | "lpips" | "identity-features" | "multiscale-l1"
+    # forgetting several people in one set (`--identity @FILE`): how many of them each step takes, each with
+    # its local term and a share of the adjacency latents (one person: every step takes it)
+    targets_per_step: int = 4
     # latents rendered and back-propagated together; None: all 1 + n_adjacent + n_global at once. Smaller
     # chunks bound memory; the loss and gradients (accumulated over the chunks) are the same.
     micro_batch: int | None = None
@@ -99,6 +102,8 @@ class UnlearnConfig:
             raise InputError(f"--lora-rank must be at least 1 (got {self.lora_rank})")
         if not 0.0 < self.salun_keep <= 1.0:
             raise InputError(f"--salun-keep must be in (0, 1] (got {self.salun_keep})")
+        if self.targets_per_step < 1:
+            raise InputError(f"--targets-per-step must be at least 1 (got {self.targets_per_step})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
         for name, allowed in (("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),

@@ -23,7 +23,7 @@ from legato.files import atomic_write_json
 from legato.inversion.sources import IdentitySource, resolve_identity
 from legato.unlearning.config import UnlearnConfig, parse_distance
 from legato.unlearning.losses import make_perceptual
-from legato.unlearning.methods import build
+from legato.unlearning.methods import build, warm_start
 from legato.unlearning.targets import typical_distance, ufo_target
 from legato.unlearning.trainer import CHECKPOINT, LOG, train
 
@@ -65,6 +65,7 @@ def unlearn(
     adapter_name: str = "forget",
     fid_features=None,
     real_images=None,
+    extend: str | Path | None = None,
 ) -> dict:
     """Forget `identity` in `generator` (a `Generator` or a spec for `legato.generators.load`).
 
@@ -74,6 +75,10 @@ def unlearn(
     judge with CurricularFace IR-101. `fid_features` (Inception weights, `--inception`) replaces the identity
     model's features for FID; `real_images` (a folder or a statistics .npz) gives ΔFID_real where the backend
     has no real images of its own. Returns the metrics dict also written to `out/metrics.json`.
+
+    Several people (`identity="@FILE"`, one spec per line) are forgotten by one set, each step taking
+    `config.targets_per_step` of them. `extend` (a finished run or its `adapter/` folder) starts from that
+    result and adds the new people; its people stay in training (replay), so they stay forgotten.
     """
     out = Path(out)
     work = work_dir_for(out)
@@ -104,12 +109,16 @@ def unlearn(
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
         identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps)
     ws_u = ident.ws.detach()
+    previous = _previous_people(extend, ws_u) if extend is not None else None
     value, relative = parse_distance(config.distance)
     alpha_value, alpha_relative = parse_distance(config.alpha_max)
     scale = typical_distance(source) if (relative or alpha_relative) else 1.0
     distance = value * (scale if relative else 1.0)
     alpha_max = alpha_value * (scale if alpha_relative else 1.0)
     ws_t = ufo_target(ws_u, source.w_avg, config.target, distance, generator=source)
+    n_new = ws_u.shape[0]
+    if previous is not None:  # the earlier people first, with the targets they were trained towards
+        ws_u, ws_t = torch.cat([previous[0], ws_u]), torch.cat([previous[1], ws_t])
 
     def identity_from(spec):
         if spec is None:
@@ -132,12 +141,18 @@ def unlearn(
     # the trained parameters start from the seed alone, whatever models were built before them
     torch.manual_seed(config.seed)
     trainable = build(_freeze(generator), config, adapter_name=adapter_name)
+    if extend is not None:
+        warm_start(trainable, _adapter_folder(extend), source)
 
     from legato.evaluation.metrics import evaluate, quick_scores
     from legato.evaluation.quality import target_quality
 
+    # many people: the collapse curve follows a fixed sample of them (every person at every check would
+    # cost more than the training)
+    quick_ws = ws_u[torch.linspace(0, ws_u.shape[0] - 1, min(ws_u.shape[0], QUICK_PEOPLE)).round().long()]
+
     def quick(unlearned):
-        return quick_scores(source, unlearned, ws_u, identity_model=identity_model, seed=config.seed)
+        return quick_scores(source, unlearned, quick_ws, identity_model=identity_model, seed=config.seed)
 
     def forget_check(unlearned):
         return quick_scores(source, unlearned, ws_u, identity_model=identity_model, n_random=0,
@@ -151,7 +166,8 @@ def unlearn(
                    threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
                    alpha_max=alpha_max, work=work, resume=resume, progress=progress,
                    quick_scores=quick if identity_model is not None else None,
-                   forget_check=forget_check if identity_model is not None else None)
+                   # one person: checked after every step until forgotten; several: at the quick scores
+                   forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None)
 
     unlearned = _freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
@@ -160,11 +176,14 @@ def unlearn(
     # is the forgotten face still a face? (sharpness against ordinary samples: evaluation.quality)
     metrics.update(target_quality(source, unlearned, ws_u, n_ordinary=max(20, min(200, 2 * n_random)),
                                   seed=config.seed))
+    if ws_u.shape[0] > 1:
+        metrics.update(_people_scores(metrics, ident, n_previous=ws_u.shape[0] - n_new))
     base_params = sum(p.numel() for p in source.parameters())
     metrics = {
         "method": config.method,
         **metrics,
         "identity": ident.to_json(),
+        "extends": None if extend is None else str(extend),
         "trainable_params": trainable.num_trainable(),
         "base_params": base_params,
         "seconds": round(result.seconds, 2),
@@ -202,8 +221,9 @@ def unlearn(
     if report:
         from legato.unlearning.report import write_run_report
 
-        write_run_report(work, source, unlearned, trainable, ident, metrics, identity_model=identity_model,
-                         seed=config.seed)
+        # many people: the pictures and the dial show the first few
+        write_run_report(work, source, unlearned, trainable, ident.subset(REPORT_PEOPLE), metrics,
+                         identity_model=identity_model, seed=config.seed)
     metrics["seconds_total"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(work / "metrics.json", metrics)
     (work / CHECKPOINT).unlink(missing_ok=True)
@@ -211,6 +231,78 @@ def unlearn(
         shutil.rmtree(out)
     os.replace(work, out)
     return metrics
+
+
+QUICK_PEOPLE = 16  # people the collapse curve follows when a run forgets more
+REPORT_PEOPLE = 6  # people a report pictures when a run forgets more
+
+
+def _adapter_folder(extend: str | Path) -> Path:
+    """A run folder's `adapter/`, or the adapter folder itself."""
+    extend = Path(extend)
+    if (extend / "adapter").is_dir():
+        extend = extend / "adapter"
+    if not extend.is_dir():
+        raise InputError(f"--extend {extend}: no such run or adapter folder")
+    return extend
+
+
+def _previous_people(extend: str | Path, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forgotten latents and their targets of the run `extend` continues (from its target file)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = _adapter_folder(extend) / TARGET_FILE
+    if not path.is_file():
+        raise InputError(f"--extend {path.parent}: it has no {TARGET_FILE}, so its people cannot be replayed; "
+                         "give a folder written by legato unlearn")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"--extend: cannot read {path}: {e}") from e
+    ws, target = tensors.get("ws"), tensors.get("target")
+    if ws is None or target is None or ws.shape != target.shape or ws.shape[1:] != like.shape[1:]:
+        raise InputError(f"--extend: {path} does not hold latents of this generator (ws and target "
+                         f"[N, {like.shape[1]}, {like.shape[2]}])")
+    return ws.to(like.device), target.to(like.device)
+
+
+def _people_scores(metrics: dict, ident, n_previous: int) -> dict:
+    """A run that forgets several people: the fraction forgotten (each person's id_target below the
+    threshold), overall and for the people this run added / replayed, and the fraction whose other photos
+    are no longer recognised."""
+    per = metrics.get("id_target_per_latent")
+    threshold = metrics.get("threshold")
+    out: dict = {"people": None if per is None else len(per), "people_previous": n_previous}
+    if per is None or threshold is None:
+        return out
+    below = [v < threshold for v in per]
+    out["forgotten_fraction"] = sum(below) / len(below)
+    if n_previous:
+        out["forgotten_fraction_previous"] = sum(below[:n_previous]) / n_previous
+        out["forgotten_fraction_new"] = sum(below[n_previous:]) / max(1, len(below) - n_previous)
+    others = metrics.get("id_others_per_latent")
+    owner = getattr(ident, "held_out_owner", None)
+    if others is not None and owner is not None and len(others) == len(owner):
+        people: dict[int, list[float]] = {}
+        for v, o in zip(others, owner.tolist(), strict=True):
+            people.setdefault(o, []).append(v)
+        out["id_others_forgotten_fraction"] = sum(sum(v) / len(v) < threshold for v in people.values()) / len(people)
+    return out
+
+
+def _people_line(metrics: dict) -> str:
+    """'187/200 below the threshold (10 replayed: 10/10)' for a run that forgets several people."""
+    n, frac = metrics["people"], metrics.get("forgotten_fraction")
+    if frac is None:
+        return f"{n} (no identity model to judge them)"
+    line = f"{round(frac * n)}/{n} below the threshold"
+    prev = metrics.get("people_previous") or 0
+    if prev:
+        line += f" (of the {prev} from --extend: {round(metrics['forgotten_fraction_previous'] * prev)}/{prev})"
+    if metrics.get("id_others_forgotten_fraction") is not None:
+        line += f"; other photos not recognised for {metrics['id_others_forgotten_fraction']:.0%} of them"
+    return line
 
 
 def summary_rows(metrics: dict) -> list[tuple[str, str]]:
@@ -238,6 +330,7 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("fid_pre (↓)", fmt("fid_pre")),
         ("delta_fid_real (↓)", fmt("delta_fid_real")),
         ("threshold", fmt("threshold")),
+        *([("people forgotten", _people_line(metrics))] if metrics.get("people") else []),
         ("forgotten face plausible", "—" if metrics.get("target_plausible") is None else
          f"{mark(metrics['target_plausible'])} (sharpness {metrics['target_sharpness']:.4g}, "
          f"percentile {metrics['target_sharpness_percentile']:.0f} of ordinary samples)"),

@@ -27,7 +27,7 @@ def typical_distance(generator, n: int = 512, seed: int = 1234) -> float:
 
 
 def ufo_target(ws_u: torch.Tensor, w_avg: torch.Tensor, mode: str, distance: float, generator=None) -> torch.Tensor:
-    """The target latent for `ws_u` `[1, num_ws, w_dim]`.
+    """The target latent for each row of `ws_u` `[N, num_ws, w_dim]`.
 
     "average": w_avg. "extra": w_avg − d·(w_u − w_avg)/‖w_u − w_avg‖ (whole-tensor norm), the GUIDE/LEGATO
     extrapolation away from the person through the mean face. "extra-projected": that point projected onto
@@ -40,8 +40,9 @@ def ufo_target(ws_u: torch.Tensor, w_avg: torch.Tensor, mode: str, distance: flo
     if mode == "extra-projected":
         if generator is None:
             raise ValueError("the extra-projected target needs the generator")
-        with torch.enable_grad():
-            return project_to_mapping(generator, ufo_target(ws_u, w_avg, "extra", distance))
+        with torch.enable_grad():  # one projection per person
+            return torch.cat([project_to_mapping(generator, ufo_target(ws_u[i:i + 1], w_avg, "extra", distance))
+                              for i in range(ws_u.shape[0])])
     diff = ws_u - avg
     return avg - distance * diff / ws_norm(diff).clamp_min(1e-8)
 

@@ -35,7 +35,9 @@ class TrainResult:
 @dataclass
 class IterationDraws:
     """The random values of one iteration: the training camera `[1, c_dim]`, the z's of the adjacency and
-    global latents `[n_adjacent + n_global, z_dim]` (adjacency first) and the adjacency α's `[n_adjacent]`.
+    global latents `[n_adjacent + n_global, z_dim]` (adjacency first), the adjacency α's `[n_adjacent]` and,
+    when a run forgets more people than it takes per step, which of them this step takes (`targets`, `[k]`
+    indices; None: all).
 
     `train(..., draws=...)` accepts them from outside (the parity harness feeds the reference code's draws
     to both implementations); by default `draw_iteration` makes them from the run's RNG.
@@ -44,18 +46,42 @@ class IterationDraws:
     camera: torch.Tensor
     z: torch.Tensor
     alphas: torch.Tensor
+    targets: torch.Tensor | None = None
 
 
 def draw_iteration(source, config: UnlearnConfig, rng: torch.Generator, views: torch.Tensor, n_adj: int,
-                   n_glob: int, alpha_max: float) -> IterationDraws:
-    """One iteration's draws from `rng`, in a fixed order (camera, z's, α's) so that a resumed run repeats them."""
+                   n_glob: int, alpha_max: float, n_targets: int = 1) -> IterationDraws:
+    """One iteration's draws from `rng`, in a fixed order (camera, z's, α's, then the targets' subset) so
+    that a resumed run repeats them; a run with one person draws exactly what it drew before there could be
+    several."""
     if config.training_camera == "continuous":  # a yaw anywhere in the evaluation range
         camera = source.view_at(torch.rand(1, generator=rng).item())
     else:
         camera = views[torch.randint(0, views.shape[0], (1,), generator=rng)]
     z = torch.randn(n_adj + n_glob, source.z_dim, generator=rng)
     alphas = torch.rand(n_adj, generator=rng) * alpha_max
-    return IterationDraws(camera, z, alphas)
+    targets = None
+    if n_targets > config.targets_per_step:  # a fresh subset of the people each step
+        targets = torch.randperm(n_targets, generator=rng)[:config.targets_per_step]
+    return IterationDraws(camera, z, alphas, targets)
+
+
+def iteration_latents(ws_u: torch.Tensor, ws_t: torch.Tensor, drawn: IterationDraws, ws_r: torch.Tensor,
+                      n_adj: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The latents of one iteration for the unlearned and the source model, and how many of them are targets.
+
+    Rows: the step's targets (the forgotten latents for the unlearned model, their UFO targets for the
+    source), then `n_adj` adjacency latents (target + α·direction towards a random latent; adjacency latent j
+    belongs to the step's target j mod k), then the global latents. One person: [w_u, w_u + δ…, w_r…].
+    """
+    picked = (torch.arange(ws_u.shape[0]) if drawn.targets is None else drawn.targets).to(ws_u.device)
+    k = picked.numel()
+    owners = picked[torch.arange(n_adj, device=ws_u.device) % k]
+    delta = (drawn.alphas.to(ws_u.device).view(-1, 1, 1) * adjacent_directions(ws_u[owners], ws_r[:n_adj])
+             if n_adj else ws_r[:0])
+    inp_u = torch.cat([ws_u[picked], ws_u[owners] + delta, ws_r[n_adj:]])
+    inp_s = torch.cat([ws_t[picked], ws_t[owners] + delta, ws_r[n_adj:]])
+    return inp_u, inp_s, k
 
 
 def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torch.Generator, elapsed: float,
@@ -115,14 +141,15 @@ def _share(term: torch.Tensor, part: int, whole: int) -> torch.Tensor:
 
 def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[int, int], n_loc: int, n_all: int,
                  w, perceptual, identity_model, reduction: str = "mean",
-                 identity_crop: str = "align") -> dict[str, torch.Tensor]:
+                 identity_crop: str = "align", n_targets: int = 1) -> dict[str, torch.Tensor]:
     """Render rows [a, b) of the iteration's latents and return their share of every loss term.
 
-    Every term is a mean over its rows (local: row 0; adjacency: rows 1..n_loc−1; global: the rest;
-    trajectory: all rows, recorded per forward call), so a chunk's share is its mean weighted by the
-    fraction of the term's rows it holds, and the shares of all chunks sum to the whole batch's terms.
-    With `reduction="sum"` (the reference code) the adjacency and global terms are sums over their rows;
-    the reference trajectory term reads the forgotten latent (row 0, in the first chunk) alone.
+    Every term is a mean over its rows (local: the first `n_targets` rows, the forgotten latents; adjacency:
+    rows n_targets..n_loc−1; global: the rest; trajectory: all rows, recorded per forward call), so a
+    chunk's share is its mean weighted by the fraction of the term's rows it holds, and the shares of all
+    chunks sum to the whole batch's terms. With `reduction="sum"` (the reference code) the adjacency and
+    global terms are sums over their rows; the reference trajectory term reads the forgotten latent (row 0,
+    in the first chunk) alone.
     """
     a, b = rows
     loc = max(0, min(b, n_loc) - a)  # rows of this chunk with local terms (and features)
@@ -131,10 +158,12 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
         img_s, feat_s = _render(source, inp_s[a:b], cams[a:b], loc, bool(w.feature) and loc > 0)
     pair = (img_u, img_s, feat_u, feat_s)
     zero = img_u.new_zeros(())
-    local = _local_terms(pair, slice(0, 1), w, perceptual, identity_model, identity_crop) if a == 0 else zero
-    adj_lo = 1 if a == 0 else 0
+    tgt = max(0, min(b, n_targets) - a)  # rows of this chunk that are forgotten latents
+    local = _share(_local_terms(pair, slice(0, tgt), w, perceptual, identity_model, identity_crop), tgt,
+                   n_targets) if tgt else zero
+    adj_lo = tgt
     adjacency = _share(_local_terms(pair, slice(adj_lo, loc), w, perceptual, identity_model, identity_crop),
-                       loc - adj_lo, n_loc - 1) if loc > adj_lo else zero
+                       loc - adj_lo, n_loc - n_targets) if loc > adj_lo else zero
     n_glob = b - a - loc
     global_ = _share(perceptual(img_u[loc:], img_s[loc:]), n_glob, n_all - n_loc) if n_glob else zero
     if reduction == "sum":
@@ -147,17 +176,22 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
     return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory}
 
 
+SALIENCY_TARGETS = 16  # people whose local loss gives SalUn's saliency when a run forgets more
+
+
 def _backward_local_loss(source, trainable: Trainable, ws_u, ws_t, views, w, perceptual, identity_model,
                          crop: str) -> None:
     """The local term at every evaluation view, back-propagated into `.grad` (a method's `prepare`: SalUn's
-    saliency); one view at a time, so memory stays that of one latent."""
-    for i in range(views.shape[0]):
-        cam = views[i:i + 1]
-        img_u, feat_u = _render(trainable.unlearned, ws_u, cam, 1, bool(w.feature))
-        with torch.no_grad():
-            img_s, feat_s = _render(source, ws_t, cam, 1, bool(w.feature))
-        loss = _local_terms((img_u, img_s, feat_u, feat_s), slice(0, 1), w, perceptual, identity_model, crop)
-        (loss / views.shape[0]).backward()
+    saliency); one latent and view at a time, so memory stays that of one latent."""
+    n = min(ws_u.shape[0], SALIENCY_TARGETS)
+    for j in range(n):
+        for i in range(views.shape[0]):
+            cam = views[i:i + 1]
+            img_u, feat_u = _render(trainable.unlearned, ws_u[j:j + 1], cam, 1, bool(w.feature))
+            with torch.no_grad():
+                img_s, feat_s = _render(source, ws_t[j:j + 1], cam, 1, bool(w.feature))
+            loss = _local_terms((img_u, img_s, feat_u, feat_s), slice(0, 1), w, perceptual, identity_model, crop)
+            (loss / (views.shape[0] * n)).backward()
 
 
 def train(
@@ -179,6 +213,9 @@ def train(
     draws: Callable[[int], IterationDraws] | None = None,
 ) -> TrainResult:
     """Train `trainable` so that the unlearned generator at `ws_u` looks like the source at `ws_t`.
+
+    `ws_u`, `ws_t`: `[N, num_ws, w_dim]`, one row per person to forget; each step takes
+    `config.targets_per_step` of them (all when N is at most that), with their adjacency latents.
 
     `quick_scores(unlearned) -> dict(id_target, id_preservation)` is called every `eval_every` steps for
     the collapse curve. `forget_check(unlearned) -> id_target` (cheaper: the target alone) is called after
@@ -254,25 +291,20 @@ def train(
         for step in range(start + 1, config.iterations + 1):
             rng_at_start = rng.get_state()
             drawn = draws(step) if draws is not None else draw_iteration(source, config, rng, views, n_adj, n_glob,
-                                                                        alpha_max)
+                                                                        alpha_max, ws_u.shape[0])
             c = drawn.camera.to(device)
-            if n_adj + n_glob:
-                with torch.no_grad():
-                    ws_r = source.mapping(drawn.z.to(device))
-                delta = (drawn.alphas.to(device).view(-1, 1, 1) * adjacent_directions(ws_u, ws_r[:n_adj])
-                         if n_adj else ws_r[:0])
-                inp_u = torch.cat([ws_u, ws_u + delta, ws_r[n_adj:]])
-                inp_s = torch.cat([ws_t, ws_t + delta, ws_r[n_adj:]])
-            else:
-                inp_u, inp_s = ws_u, ws_t
+            with torch.no_grad():
+                ws_r = source.mapping(drawn.z.to(device)) if n_adj + n_glob else ws_u[:0]
+            inp_u, inp_s, n_tgt = iteration_latents(ws_u, ws_t, drawn, ws_r, n_adj)
             cams = c.expand(inp_u.shape[0], -1)
             n_all = inp_u.shape[0]
             chunk = min(config.micro_batch or n_all, n_all)
             opt.zero_grad(set_to_none=True)
             losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory"), 0.0)
             for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
-                terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), 1 + n_adj,
-                                     n_all, w, perceptual, identity_model, config.reduction, config.identity_crop)
+                terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), n_tgt + n_adj,
+                                     n_all, w, perceptual, identity_model, config.reduction, config.identity_crop,
+                                     n_tgt)
                 for key, value in terms.items():
                     losses[key] += value.item()
                 if not math.isfinite(losses["total"]):

@@ -13,8 +13,10 @@ same loop (`unlearning.trainer`).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from legato.errors import CheckpointError, InputError
@@ -55,5 +57,24 @@ def load_result(directory, generator: nn.Module) -> LoadedResult:
                           "finetuned_weights.safetensors (guide, salun, baseline)")
 
 
+def warm_start(trainable: Trainable, directory, pristine: nn.Module) -> LoadedResult:
+    """Start `trainable` from the result saved in `directory` (`--extend`: more people forgotten by the same
+    set). The result is loaded into a copy of the `pristine` base; its method and tensor shapes must be the
+    trainable's."""
+    loaded = load_result(directory, copy.deepcopy(pristine))
+    if loaded.method != trainable.method:
+        raise InputError(f"--extend {directory} holds a {loaded.method} result; extend it with --method "
+                         f"{loaded.method}")
+    misfit = [k for k, p in trainable._named.items() if k not in loaded.state or loaded.state[k].shape != p.shape]
+    if misfit:
+        raise InputError(f"--extend {directory}: its {loaded.method} result does not fit these settings "
+                         f"({len(misfit)} of {len(trainable._named)} tensors differ, e.g. {misfit[0]!r}); extend it "
+                         "with the settings it was trained with (e.g. the same --hidden or --lora-rank)")
+    with torch.no_grad():
+        for k, p in trainable._named.items():
+            p.copy_(loaded.state[k])
+    return loaded
+
+
 __all__ = ["ADAPTER_SET_NAME", "REGISTRY", "Dial", "LoadedResult", "Method", "Trainable", "build", "get",
-           "load_result"]
+           "load_result", "warm_start"]

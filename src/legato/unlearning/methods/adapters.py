@@ -20,11 +20,15 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
     else:  # one Euler step of length 1 is exactly x + f(x); strength s makes it x + s·f(x)
         settings = dict(hidden=config.hidden, field=config.field, t_end=1.0, step_size=1.0, method="euler")
     adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
-    named = {f"{site}::{n}": p for site in adapter_set.sites for n, p in adapter_set.adapter(site).named_parameters()}
+    named = _named_parameters(adapter_set)
     return Trainable(config.method, generator, list(named.values()), adapter_set=adapter_set, dial=adapter_set,
                      uses_trajectory=config.method == "legato", trajectory_mode=config.trajectory,
                      trajectory_site=config.trajectory_site, _named=named,
                      save_fn=lambda directory, metadata: save_bundle(adapter_set, directory, metadata=metadata))
+
+
+def _named_parameters(adapter_set) -> dict:
+    return {f"{site}::{n}": p for site in adapter_set.sites for n, p in adapter_set.adapter(site).named_parameters()}
 
 
 def _holds(directory: Path) -> bool:
@@ -34,7 +38,8 @@ def _holds(directory: Path) -> bool:
 
 def _load(directory: Path, generator: nn.Module) -> LoadedResult:
     adapter_set = load_bundle(directory, generator)
-    return LoadedResult(adapter_set.metadata.get("method", "legato"), generator, adapter_set)
+    return LoadedResult(adapter_set.metadata.get("method", "legato"), generator, adapter_set,
+                        state=_named_parameters(adapter_set))
 
 
 LEGATO = Method("legato", "Neural-ODE adapters after each synthesis block, base frozen; trajectory-consistency term",

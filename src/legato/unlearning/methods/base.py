@@ -100,6 +100,8 @@ class LoadedResult:
     method: str
     unlearned: nn.Module  # the generator the result was loaded into
     dial: Dial | None
+    # the trained tensors under the names the method's `Trainable` gives them (`--extend` starts from these)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

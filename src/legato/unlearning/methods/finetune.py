@@ -70,7 +70,7 @@ def load(directory: Path, generator: nn.Module) -> LoadedResult:
         method = json.loads((Path(directory) / CONFIG_FILE).read_text()).get("method", method)
     except (OSError, ValueError):
         pass
-    return LoadedResult(method, generator, None)
+    return LoadedResult(method, generator, None, state={name: params[name] for name in tensors})
 
 
 GUIDE = Method("guide", "full fine-tuning of the synthesis weights (GUIDE: UFO target, local, adjacency, global)",

@@ -216,7 +216,7 @@ def load(directory: Path, generator: nn.Module) -> LoadedResult:
         raise
     lora.metadata = dict(config.get("metadata", {}))
     lora.strength = float(config.get("strength", 1.0))
-    return LoadedResult("lora", generator, lora)
+    return LoadedResult("lora", generator, lora, state=lora.named_parameters())
 
 
 LORA = Method("lora", "low-rank updates B·A to the adapter blocks' convolutions, base frozen (rank matched to "

@@ -1,0 +1,247 @@
+"""Forgetting many people on SynthFaces: one set for all (simultaneous), people added in steps (continual,
+`--extend`, legato and guide), and the inference cost of one set against per-person stacked sets.
+
+    python benchmarks/many_identities.py [--sizes 1 10 50 200] [--continual-step 10 --continual-max 200]
+
+Writes results/many/summary.json, summary.md and docs/images/many_identities.png (with --update-docs).
+Finished runs are kept under results/many/ and reused by a rerun with the same settings (--resume).
+People: held-out SynthFaces persons (`person:N`, one photo forgotten, four held out for id_others) up to
+`--photo-people`, random latents (`seed:N`, no other photos) beyond; preservation is measured on random
+people not in the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "many"
+FIRST_PERSON = 1_000_300  # held-out SynthFaces people (seeds ≥ 1,000,000 are never trained on)
+FIRST_SEED = 50_000
+
+
+def people(n: int, photo_people: int, first: int = 0) -> list[str]:
+    return [f"person:{FIRST_PERSON + i}" if i < photo_people else f"seed:{FIRST_SEED + i}"
+            for i in range(first, first + n)]
+
+
+def iterations_for(n: int, base: int, per_person: float, cap: int) -> int:
+    """A budget that grows with the people a run must take in (each step trains on 4 of them)."""
+    return int(min(cap, base + per_person * max(0, n - 1)))
+
+
+def run(name: str, specs: list[str], method: str, iterations: int, args, extend: Path | None = None) -> dict:
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.run import unlearn
+
+    out = OUT / "runs" / name
+    list_file = OUT / "lists" / f"{name}.txt"
+    list_file.parent.mkdir(parents=True, exist_ok=True)
+    list_file.write_text("\n".join(specs) + "\n")
+    if args.resume and (out / "metrics.json").is_file():
+        saved = json.loads((out / "metrics.json").read_text())
+        if saved.get("iterations_asked") == iterations and saved["identity"].get("people", [specs[0]]) == specs:
+            print(f"{name}: reused", flush=True)
+            return saved
+    gen = load_generator()
+    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=iterations, eval_every=max(100, iterations // 4))
+    t0 = time.perf_counter()
+    metrics = unlearn(gen, f"@{list_file}", out, cfg, overwrite=True, n_random=args.n_random, n_fid=args.n_fid,
+                      progress=False, report=False, extend=extend)
+    metrics["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["iterations_asked"] = iterations
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    keys = ("people", "forgotten_fraction", "forgotten_fraction_previous", "id_others_forgotten_fraction",
+            "id_target", "id_others", "id_preservation", "fid_pre", "seconds")
+    print(name, json.dumps({k: metrics.get(k) for k in keys}), flush=True)
+    return metrics
+
+
+def row(kind: str, method: str, n: int, m: dict) -> dict:
+    return {"kind": kind, "method": method, "people": n, "iterations": m.get("iterations_asked"),
+            "forgotten_fraction": m.get("forgotten_fraction", float(m["id_target"] < m["threshold"])),
+            "forgotten_fraction_previous": m.get("forgotten_fraction_previous"),
+            "id_target": m.get("id_target"), "id_others": m.get("id_others"),
+            "id_others_forgotten_fraction": m.get("id_others_forgotten_fraction"),
+            "id_preservation": m.get("id_preservation"), "fid_pre": m.get("fid_pre"), "seconds": m.get("seconds")}
+
+
+def simultaneous(args) -> list[dict]:
+    rows = []
+    for n in args.sizes:
+        its = iterations_for(n, args.base_iterations, args.per_person, args.max_iterations)
+        m = run(f"simultaneous-{n}", people(n, args.photo_people), "legato", its, args)
+        rows.append(row("simultaneous", "legato", n, m))
+    return rows
+
+
+def continual(args, method: str) -> list[dict]:
+    rows, previous = [], None
+    for n in range(args.continual_step, args.continual_max + 1, args.continual_step):
+        specs = people(args.continual_step, args.photo_people, first=n - args.continual_step)
+        m = run(f"continual-{method}-{n}", specs, method, args.continual_iterations, args,
+                extend=previous)
+        previous = OUT / "runs" / f"continual-{method}-{n}"
+        rows.append(row("continual", method, n, m))
+    return rows
+
+
+@torch.no_grad()
+def inference_cost(args) -> dict:
+    """Seconds per image: the source, one adapter set (whatever N it forgets), and k stacked per-person sets."""
+    from legato.ode import attach
+    from legato.synthfaces import load_generator
+
+    torch.set_num_threads(1)
+    gen = load_generator()
+    settings = dict(hidden=64, field="conv1x1", t_end=1.6, step_size=0.8, method="euler")
+    ws = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(0)))
+    cams = gen.views(1).expand(16, -1)
+
+    def per_image(model) -> float:
+        model.synthesis(ws, cams)  # warm-up
+        times = []
+        for _ in range(args.timing_repeats):
+            t0 = time.perf_counter()
+            model.synthesis(ws, cams)
+            times.append((time.perf_counter() - t0) / ws.shape[0])
+        return statistics.median(times)
+
+    result = {"source": per_image(gen), "stacked": {}}
+    trained = {n: OUT / "runs" / f"simultaneous-{n}" / "adapter" for n in args.sizes}
+    from legato.unlearning.methods import load_result
+
+    one_set = {}
+    for n, folder in trained.items():
+        if (folder / "adapter_config.json").is_file():
+            g = load_generator()
+            load_result(folder, g)
+            one_set[n] = per_image(g)
+    result["one_set"] = one_set
+    for k in args.stacked:
+        g = load_generator()
+        for i in range(k):
+            attach(g, g.adapter_sites(), name=f"person{i}", **settings)
+        result["stacked"][k] = per_image(g)
+    return result
+
+
+def plot(rows: list[dict], cost: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    styles = {("simultaneous", "legato"): ("o-", "one legato set, all at once"),
+              ("continual", "legato"): ("s--", "legato, added 10 at a time (--extend)"),
+              ("continual", "guide"): ("^:", "guide, fine-tuned cumulatively")}
+    for (kind, method), (style, label) in styles.items():
+        sel = sorted((r for r in rows if r["kind"] == kind and r["method"] == method), key=lambda r: r["people"])
+        if not sel:
+            continue
+        n = [r["people"] for r in sel]
+        axes[0].plot(n, [r["forgotten_fraction"] for r in sel], style, label=label)
+        axes[1].plot(n, [r["id_preservation"] for r in sel], style, label=label)
+    axes[0].axhline(0.95, color="grey", lw=0.8, ls=":")
+    axes[0].set(title="people forgotten (id_target < threshold)", xlabel="people forgotten so far (N)",
+                ylabel="fraction", ylim=(-0.02, 1.02))
+    axes[1].axhline(0.9, color="grey", lw=0.8, ls=":")
+    axes[1].set(title="preservation of people not forgotten", xlabel="N", ylabel="id_preservation")
+    for ax in axes[:2]:
+        ax.set_xscale("symlog", linthresh=10)
+        ax.legend(fontsize=8)
+    src = cost["source"]
+    stacked = sorted(cost["stacked"].items(), key=lambda kv: int(kv[0]))
+    axes[2].plot([int(k) for k, _ in stacked], [v / src for _, v in stacked], "o-", label="k stacked per-person sets")
+    if cost["one_set"]:
+        one = sorted(cost["one_set"].items(), key=lambda kv: int(kv[0]))
+        axes[2].plot([int(k) for k, _ in one], [v / src for _, v in one], "s-", label="one set forgetting N")
+    axes[2].set(title="inference time per image (× the source)", xlabel="people", ylabel="× source")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def markdown(rows: list[dict], cost: dict) -> str:
+    def f(v, spec=".3f"):
+        return "—" if v is None else format(v, spec)
+
+    lines = ["| how | method | N | iterations | forgotten | earlier people still forgotten | id_others "
+             "(forgotten) | preservation | fid_pre | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r['method']} | {r['people']} | {r['iterations']} | "
+                     f"{f(r['forgotten_fraction'], '.0%')} | {f(r['forgotten_fraction_previous'], '.0%')} | "
+                     f"{f(r['id_others'])} ({f(r['id_others_forgotten_fraction'], '.0%')}) | "
+                     f"{f(r['id_preservation'])} | {f(r['fid_pre'], '.2f')} | {f(r['seconds'], '.0f')} |")
+    src = cost["source"]
+    lines += ["", "| inference, per image | × source |", "|---|---|"]
+    for n, v in sorted(cost["one_set"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| one set forgetting {n} | {v / src:.2f} |")
+    for k, v in sorted(cost["stacked"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| {k} stacked per-person sets | {v / src:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    global OUT
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
+    ap.add_argument("--photo-people", type=int, default=10, help="people given by photos (the rest: seed:N)")
+    ap.add_argument("--base-iterations", type=int, default=300)
+    ap.add_argument("--per-person", type=float, default=10.0, help="extra iterations per additional person")
+    ap.add_argument("--max-iterations", type=int, default=1500)
+    ap.add_argument("--continual-step", type=int, default=10)
+    ap.add_argument("--continual-max", type=int, default=200)
+    ap.add_argument("--continual-iterations", type=int, default=300)
+    ap.add_argument("--continual-methods", nargs="*", default=["legato", "guide"])
+    ap.add_argument("--stacked", type=int, nargs="*", default=[1, 2, 5, 10, 20])
+    ap.add_argument("--timing-repeats", type=int, default=5)
+    ap.add_argument("--n-random", type=int, default=32)
+    ap.add_argument("--n-fid", type=int, default=128)
+    ap.add_argument("--only", nargs="*", default=["simultaneous", "continual", "cost"])
+    ap.add_argument("--resume", action="store_true", help="reuse finished runs under results/many/")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/many")
+    ap.add_argument("--update-docs", action="store_true", help="write docs/images/many_identities.png")
+    args = ap.parse_args()
+    OUT = args.out or OUT
+    torch.set_num_threads(int(os.environ.get("LEGATO_THREADS", "1")))
+    OUT.mkdir(parents=True, exist_ok=True)
+    summary_path = OUT / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    def rerun(r: dict) -> bool:
+        return r["kind"] in args.only and (r["kind"] != "continual" or r["method"] in args.continual_methods)
+
+    rows = [r for r in summary.get("rows", []) if not rerun(r)]  # the parts not rerun are kept
+    t0 = time.perf_counter()
+    if "simultaneous" in args.only:
+        rows += simultaneous(args)
+        summary_path.write_text(json.dumps({**summary, "rows": rows}, indent=2))
+    if "continual" in args.only:
+        for method in args.continual_methods:
+            rows += continual(args, method)
+            summary_path.write_text(json.dumps({**summary, "rows": rows}, indent=2))
+    cost = inference_cost(args) if "cost" in args.only else summary.get("inference", {"source": 1, "one_set": {},
+                                                                                           "stacked": {}})
+    summary = {"rows": rows, "inference": cost, "command": "python " + " ".join(sys.argv),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    summary_path.write_text(json.dumps(summary, indent=2))
+    (OUT / "summary.md").write_text(markdown(rows, cost))
+    print(markdown(rows, cost))
+    plot(rows, cost, ROOT.parent / "docs" / "images" / "many_identities.png" if args.update_docs
+         else OUT / "many_identities.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

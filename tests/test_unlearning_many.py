@@ -1,0 +1,128 @@
+"""Forgetting several people with one set (`--identity @FILE`) and adding people to a set (`--extend`)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from legato.errors import InputError
+from legato.generators import load
+from legato.inversion.sources import read_identity_list, resolve_identity
+from legato.unlearning.config import UnlearnConfig
+from legato.unlearning.methods import build, warm_start
+from legato.unlearning.run import unlearn
+from legato.unlearning.trainer import IterationDraws, draw_iteration, iteration_latents
+
+FAST = dict(n_random=6, n_fid=0, progress=False, report=False)
+
+
+def config(**kw):
+    base = dict(iterations=8, lr=1e-3, hidden=16, log_every=2, eval_every=4, checkpoint_every=4, seed=3,
+                targets_per_step=2)
+    base.update(kw)
+    return UnlearnConfig(**base)
+
+
+def write_list(path, *lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_identity_list_reads_specs_and_refuses_bad_lists(tmp_path):
+    good = write_list(tmp_path / "people.txt", "# three people", "seed:5", "", "  seed:6  ", "seed:7")
+    assert read_identity_list(good) == ["seed:5", "seed:6", "seed:7"]
+    with pytest.raises(InputError, match="does not exist"):
+        read_identity_list(tmp_path / "missing.txt")
+    with pytest.raises(InputError, match="names no identity"):
+        read_identity_list(write_list(tmp_path / "empty.txt", "# nobody", ""))
+    with pytest.raises(InputError, match="cannot name another list"):
+        read_identity_list(write_list(tmp_path / "nested.txt", "seed:1", "@other.txt"))
+    gen = load("toy")
+    bad = write_list(tmp_path / "bad.txt", "seed:1", "seed:x")
+    with pytest.raises(InputError, match=r"entry 2 \(seed:x\)"):
+        resolve_identity(f"@{bad}", gen)
+    many = resolve_identity(f"@{good}", gen)
+    assert many.count == 3 and many.kind == "many"
+    for i, spec in enumerate(("seed:5", "seed:6", "seed:7")):
+        assert torch.equal(many.ws[i:i + 1], resolve_identity(spec, gen).ws)
+
+
+def test_one_person_draws_and_latents_are_unchanged_and_several_take_a_subset():
+    gen = load("toy")
+    cfg = config(targets_per_step=2)
+    views = gen.views(11)
+    one = draw_iteration(gen, cfg, torch.Generator().manual_seed(0), views, 2, 2, 0.5, n_targets=1)
+    many = draw_iteration(gen, cfg, torch.Generator().manual_seed(0), views, 2, 2, 0.5, n_targets=5)
+    assert one.targets is None  # no extra draw: a one-person run's stream is what it always was
+    assert torch.equal(one.z, many.z) and torch.equal(one.alphas, many.alphas)
+    assert many.targets.numel() == 2 and many.targets.unique().numel() == 2 and many.targets.max() < 5
+
+    ws_u = gen.mapping(torch.randn(5, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    ws_t = -ws_u
+    ws_r = gen.mapping(torch.randn(4, gen.z_dim, generator=torch.Generator().manual_seed(2)))
+    drawn = IterationDraws(views[:1], torch.zeros(4, gen.z_dim), torch.tensor([0.2, 0.3]), torch.tensor([3, 1]))
+    inp_u, inp_s, k = iteration_latents(ws_u, ws_t, drawn, ws_r, n_adj=2)
+    assert k == 2 and inp_u.shape[0] == 2 + 2 + 2
+    assert torch.equal(inp_u[:2], ws_u[[3, 1]]) and torch.equal(inp_s[:2], ws_t[[3, 1]])
+    # adjacency latent j belongs to the step's target j mod k, offset the same on both sides
+    for j, owner in enumerate((3, 1)):
+        offset = inp_u[2 + j] - ws_u[owner]
+        assert torch.allclose(inp_s[2 + j] - ws_t[owner], offset)
+        assert offset.norm() == pytest.approx(drawn.alphas[j].item(), rel=1e-4)
+    assert torch.equal(inp_u[4:], ws_r[2:]) and torch.equal(inp_s[4:], ws_r[2:])
+    single, _, k1 = iteration_latents(ws_u[:1], ws_t[:1], IterationDraws(views[:1], drawn.z, drawn.alphas), ws_r, 2)
+    assert k1 == 1 and torch.equal(single[0], ws_u[0])
+
+
+def test_one_set_forgets_a_list_of_people(tmp_path):
+    people = write_list(tmp_path / "people.txt", "seed:5", "seed:6", "seed:7")
+    out = tmp_path / "many"
+    metrics = unlearn("toy", f"@{people}", out, config(), **FAST)
+    assert metrics["people"] == 3 and metrics["people_previous"] == 0
+    assert len(metrics["id_target_per_latent"]) == 3
+    assert metrics["id_target"] == pytest.approx(sum(metrics["id_target_per_latent"]) / 3, abs=1e-4)
+    assert 0.0 <= metrics["forgotten_fraction"] <= 1.0
+    assert json.loads((out / "metrics.json").read_text())["identity"]["people"] == ["seed:5", "seed:6", "seed:7"]
+    saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
+    assert saved["ws"].shape == saved["target"].shape == (3, 4, 16)
+    # one set whatever the number of people: the same trained parameters as for one person
+    single = unlearn("toy", "seed:5", tmp_path / "one", config(iterations=2), **FAST)
+    assert single["trainable_params"] == metrics["trainable_params"]
+    assert "people" not in single
+
+
+def test_extend_starts_from_the_set_and_replays_its_people(tmp_path):
+    first = tmp_path / "first"
+    unlearn("toy", "seed:5", first, config(), **FAST)
+    gen = load("toy")
+    trainable = build(gen, config())
+    before = trainable.state_dict()
+    warm_start(trainable, first / "adapter", load("toy"))
+    saved = load_file(str(first / "adapter" / "adapter_model.safetensors"))
+    after = trainable.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+    assert sum(v.numel() for v in saved.values()) >= sum(v.numel() for v in after.values())
+
+    more = write_list(tmp_path / "more.txt", "seed:6", "seed:7")
+    metrics = unlearn("toy", f"@{more}", tmp_path / "second", config(), extend=first, **FAST)
+    assert metrics["people"] == 3 and metrics["people_previous"] == 1
+    assert "forgotten_fraction_previous" in metrics and "forgotten_fraction_new" in metrics
+    old = load_file(str(first / "adapter" / "target_ws.safetensors"))
+    new = load_file(str(tmp_path / "second" / "adapter" / "target_ws.safetensors"))
+    assert torch.equal(new["ws"][:1], old["ws"]) and torch.equal(new["target"][:1], old["target"])
+    assert new["ws"].shape[0] == 3
+
+
+def test_extend_refuses_what_does_not_fit(tmp_path):
+    first = tmp_path / "first"
+    unlearn("toy", "seed:5", first, config(), **FAST)
+    with pytest.raises(InputError, match="--method legato"):
+        unlearn("toy", "seed:6", tmp_path / "g", config(method="guide"), extend=first, **FAST)
+    with pytest.raises(InputError, match="does not fit these settings"):
+        unlearn("toy", "seed:6", tmp_path / "h", config(hidden=8), extend=first, **FAST)
+    with pytest.raises(InputError, match="no such run"):
+        unlearn("toy", "seed:6", tmp_path / "x", config(), extend=tmp_path / "nowhere", **FAST)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="cannot be replayed"):
+        unlearn("toy", "seed:6", tmp_path / "y", config(), extend=tmp_path / "plain", **FAST)

@@ -158,7 +158,7 @@ def plot(rows: list[dict], cost: dict, path: Path) -> None:
     axes[1].axhline(0.9, color="grey", lw=0.8, ls=":")
     axes[1].set(title="preservation of people not forgotten", xlabel="N", ylabel="id_preservation")
     for ax in axes[:2]:
-        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xscale("log")
         ax.legend(fontsize=8)
     src = cost["source"]
     stacked = sorted(cost["stacked"].items(), key=lambda kv: int(kv[0]))

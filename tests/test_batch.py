@@ -59,6 +59,7 @@ def test_batch_without_ray_finishes_the_good_requests_and_a_rerun_skips_them(tmp
     assert "cannot read image" in errors["photo"] and "\n" not in errors["photo"]
     assert "colour" in errors["six"]
     assert (out / "runs" / "five" / "metrics.json").is_file() and not (out / "runs" / "photo").exists()
+    assert not (out / "runs" / "photo.partial").exists()  # a request that failed before training leaves nothing
     rows = _batch_rows(out)
     assert rows["five"]["status"] == "finished" and float(rows["five"]["id_target"]) <= 1.0
     page = (out / "index.html").read_text()

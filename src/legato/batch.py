@@ -21,6 +21,7 @@ renamed), so an interrupted batch leaves no half-written run. `DIR/summary.csv`,
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
@@ -158,13 +159,22 @@ def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
                           progress=False, report=bool(spec.get("report", True)),
                           generator_spec=str(spec.get("generator", "synthfaces")))
     except LegatoError as e:
+        _drop_empty(work)
         return {**row, "status": "failed", "error": str(e), "seconds": round(time.perf_counter() - t0, 1)}
     except Exception as e:  # noqa: BLE001 (one request's bug must not stop the others)
+        _drop_empty(work)
         run.parent.mkdir(parents=True, exist_ok=True)
         (run.parent / f"{run.name}.error.txt").write_text(traceback.format_exc())
         return {**row, "status": "failed", "error": f"{type(e).__name__}: {e} (traceback in {run.name}.error.txt)",
                 "seconds": round(time.perf_counter() - t0, 1)}
     return {**row, **_metric_columns(metrics), "status": "finished"}
+
+
+def _drop_empty(work: Path) -> None:
+    """Remove a failed request's work folder when it holds nothing to resume (only the pid file)."""
+    (work / PID_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (a checkpoint to resume from) or already gone
+        work.rmdir()
 
 
 def _metric_columns(metrics: dict) -> dict:
@@ -211,7 +221,8 @@ def _index_html(out: Path, rows: list[dict]) -> str:
             status = f"finished{mark}"
         cells = [link, html.escape(str(r.get("identity"))), html.escape(str(r.get("method"))), status,
                  *(_cell(r.get(k)) if r.get(k) is not None else "—"
-                   for k in ("id_target", "id_others", "id_preservation", "fid_pre", "seconds"))]
+                   for k in ("id_target", "id_others", "id_preservation", "fid_pre")),
+                 "—" if r.get("seconds") is None else f"{r['seconds']:.0f}"]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>legato batch</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;

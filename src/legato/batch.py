@@ -101,6 +101,12 @@ def read_requests(path: str | Path) -> list[Request]:
     return requests
 
 
+def _row(name: str, spec: dict) -> dict:
+    """The columns every summary row has, whatever became of the request."""
+    return {"name": name, "identity": spec.get("identity"), "method": spec.get("method", "legato"),
+            "run": f"{RUNS}/{name}"}
+
+
 def finished_metrics(run: Path) -> dict | None:
     """The metrics of a finished run folder, else None (absent, or not yet renamed from .partial)."""
     try:
@@ -110,12 +116,11 @@ def finished_metrics(run: Path) -> dict | None:
 
 
 def _config(spec: dict, generator):
-    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.config import LossWeights, UnlearnConfig
 
     options = dict(spec.get("options") or {})
     allowed = set(UnlearnConfig.__dataclass_fields__) - {"weights"}
-    allowed |= {f"lambda_{k}" for k in ("feature", "perceptual", "identity", "local", "adjacency", "trajectory")}
-    allowed.add("lambda_global_")
+    allowed |= {f"lambda_{k}" for k in LossWeights.__dataclass_fields__}  # as UnlearnConfig.for_generator reads them
     if "lambda_global" in options:  # the CLI's spelling
         options["lambda_global_"] = options.pop("lambda_global")
     unknown = sorted(set(options) - allowed)
@@ -138,8 +143,7 @@ def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
     from legato.unlearning.run import unlearn, work_dir_for
 
     run = Path(run)
-    row = {"name": run.name, "identity": spec.get("identity"), "method": spec.get("method", "legato"),
-           "run": f"{RUNS}/{run.name}"}
+    row = _row(run.name, spec)
     done = finished_metrics(run)
     if done is not None:  # a retried task whose first attempt finished
         return {**row, **_metric_columns(done), "status": "finished"}
@@ -256,8 +260,7 @@ def run_batch(requests_path: str | Path, out: str | Path, *, ray: str = "local",
     todo: list[Request] = []
     skipped = 0
     for r in requests:
-        base = {"name": r.name, "identity": r.spec.get("identity"), "method": r.spec.get("method", "legato"),
-                "run": f"{RUNS}/{r.name}"}
+        base = _row(r.name, r.spec)
         done = None if r.error else finished_metrics(runs / r.name)
         if r.error:
             rows[r.name] = {**base, "status": "failed", "error": r.error}
@@ -331,8 +334,7 @@ def _run_with_ray(todo, runs, rows, out, *, ray, cpus, gpus, retries, progress):
                     row = ray_lib.get(ready[0])
                 except Exception as e:  # noqa: BLE001 (the worker died more often than it may be retried)
                     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    row = {"name": r.name, "identity": r.spec.get("identity"),
-                           "method": r.spec.get("method", "legato"), "run": f"{RUNS}/{r.name}", "status": "failed",
+                    row = {**_row(r.name, r.spec), "status": "failed",
                            "error": f"its worker stopped {retries + 1} times ({type(e).__name__}: {first}); "
                                     "rerun the batch to continue it from its checkpoint"}
                 _finish(rows, row, out, bar, task)

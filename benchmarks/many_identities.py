@@ -38,7 +38,20 @@ def iterations_for(n: int, base: int, per_person: float, cap: int) -> int:
     return int(min(cap, base + per_person * max(0, n - 1)))
 
 
-def run(name: str, specs: list[str], method: str, iterations: int, args, extend: Path | None = None) -> dict:
+# objective and field variants tried on one N (`--only variants`): name -> (UnlearnConfig overrides, what it tests)
+VARIANTS = {
+    "default": ({}, "the SynthFaces defaults (1×1 field, hidden 64, λ_global 10, 4 people a step)"),
+    "global-3": ({"lambda_global_": 3.0}, "the global term weighed 3 instead of 10"),
+    "global-1": ({"lambda_global_": 1.0}, "the global term weighed 1 (≈ λ·k/N: the local term summed)"),
+    "hidden-256": ({"hidden": 256}, "a 4× wider field"),
+    "context": ({"field": "context"}, "the 1×1 field plus the image's mean (whose face this pixel is in)"),
+    "gated": ({"field": "gated"}, "the 1×1 field switched per sample by an MLP on the site's latent, taught "
+                                  "who is forgotten by the membership term"),
+}
+
+
+def run(name: str, specs: list[str], method: str, iterations: int, args, extend: Path | None = None,
+        overrides: dict | None = None) -> dict:
     from legato.synthfaces import load_generator
     from legato.unlearning.config import UnlearnConfig
     from legato.unlearning.run import unlearn
@@ -53,7 +66,8 @@ def run(name: str, specs: list[str], method: str, iterations: int, args, extend:
             print(f"{name}: reused", flush=True)
             return saved
     gen = load_generator()
-    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=iterations, eval_every=max(100, iterations // 4))
+    cfg = UnlearnConfig.for_generator(gen, method=method, iterations=iterations, eval_every=max(100, iterations // 4),
+                                      **(overrides or {}))
     t0 = time.perf_counter()
     metrics = unlearn(gen, f"@{list_file}", out, cfg, overwrite=True, n_random=args.n_random, n_fid=args.n_fid,
                       progress=False, report=False, extend=extend)
@@ -76,11 +90,78 @@ def row(kind: str, method: str, n: int, m: dict) -> dict:
 
 
 def simultaneous(args) -> list[dict]:
+    """One set for all N people, for each of `--fields` (conv1x1: the SynthFaces default)."""
     rows = []
-    for n in args.sizes:
-        its = iterations_for(n, args.base_iterations, args.per_person, args.max_iterations)
-        m = run(f"simultaneous-{n}", people(n, args.photo_people), "legato", its, args)
-        rows.append(row("simultaneous", "legato", n, m))
+    for field in args.fields:
+        for n in args.sizes:
+            its = iterations_for(n, args.base_iterations, args.per_person, args.max_iterations)
+            name = f"simultaneous-{n}" if field == "conv1x1" else f"simultaneous-{field}-{n}"
+            m = run(name, people(n, args.photo_people), "legato", its, args, overrides={"field": field})
+            rows.append({**row("simultaneous", "legato", n, m), "field": field})
+    return rows
+
+
+def variants(args) -> list[dict]:
+    """Each of `--variants` on the same `--variant-people` people, with the simultaneous budget."""
+    n = args.variant_people
+    its = iterations_for(n, args.base_iterations, args.per_person, args.max_iterations)
+    rows = []
+    for name in args.variants:
+        overrides, _ = VARIANTS[name]
+        m = run(f"variant-{n}-{name}", people(n, args.photo_people), "legato", its, args, overrides=overrides)
+        rows.append({**row("variant", "legato", n, m), "variant": name})
+    return rows
+
+
+def stacked_trained(args) -> list[dict]:
+    """Per-person sets: one legato set per person (`--stacked-iterations` each; one person is forgotten
+    within a few steps), then the first k of them stacked on one generator and evaluated as one model."""
+    from legato.evaluation.metrics import evaluate
+    from legato.inversion.sources import resolve_identity
+    from legato.ode.bundle import load_bundle
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+    from legato.unlearning.run import people_scores, unlearn
+
+    k_max = max(args.stacked_people)
+    specs = people(k_max, args.photo_people)
+    folder = OUT / "runs" / "stacked"
+    for i, spec in enumerate(specs):
+        run_dir = folder / f"person-{i}"
+        if args.resume and (run_dir / "metrics.json").is_file():
+            continue
+        gen = load_generator()
+        cfg = UnlearnConfig.for_generator(gen, method="legato", iterations=args.stacked_iterations,
+                                          eval_every=args.stacked_iterations)
+        m = unlearn(gen, spec, run_dir, cfg, overwrite=True, n_random=4, n_fid=0, progress=False, report=False)
+        print(f"stacked person {i} ({spec}): id_target {m['id_target']:.3f}", flush=True)
+    source = load_generator()
+    list_file = OUT / "lists" / "stacked.txt"
+    list_file.parent.mkdir(parents=True, exist_ok=True)
+    list_file.write_text("\n".join(specs) + "\n")
+    everyone = resolve_identity(f"@{list_file}", source, seed=0,
+                                refine_steps=source.unlearning_defaults["refine_steps"])
+    rows = []
+    for k in sorted(args.stacked_people):
+        saved = folder / f"stack-{k}.json"
+        if args.resume and saved.is_file():
+            rows.append(row("stacked", "legato", k, json.loads(saved.read_text())))
+            continue
+        g = load_generator()
+        for i in range(k):
+            load_bundle(folder / f"person-{i}" / "adapter", g, name=f"person-{i}")
+        g.requires_grad_(False)
+        ident = everyone.subset(k)
+        m = evaluate(source, g, ident.ws, ident.held_out_ws, n_random=args.n_random, n_fid=args.n_fid, seed=0,
+                     progress=False)
+        m.update(people_scores(m, ident, n_previous=0) if k > 1 else
+                 {"people": 1, "forgotten_fraction": float(m["id_target"] < m["threshold"])})
+        m["iterations_asked"] = args.stacked_iterations
+        m["seconds"] = None
+        print(f"stacked {k}", json.dumps({key: m.get(key) for key in ("forgotten_fraction", "id_target",
+                                                                      "id_preservation", "fid_pre")}), flush=True)
+        saved.write_text(json.dumps(m, indent=2))
+        rows.append(row("stacked", "legato", k, m))
     return rows
 
 
@@ -144,9 +225,13 @@ def plot(rows: list[dict], cost: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     styles = {("simultaneous", "legato"): ("o-", "one legato set, all at once"),
               ("continual", "legato"): ("s--", "legato, added 10 at a time (--extend)"),
-              ("continual", "guide"): ("^:", "guide, fine-tuned cumulatively")}
+              ("continual", "guide"): ("^:", "guide, fine-tuned cumulatively"),
+              ("stacked", "legato"): ("d-.", "one legato set per person, stacked")}
+    styles[("simultaneous-gated", "legato")] = ("o-", "one legato set, gated field (--field gated)")
     for (kind, method), (style, label) in styles.items():
-        sel = sorted((r for r in rows if r["kind"] == kind and r["method"] == method), key=lambda r: r["people"])
+        field = "gated" if kind.endswith("-gated") else "conv1x1"
+        sel = sorted((r for r in rows if r["kind"] == kind.removesuffix("-gated") and r["method"] == method
+                      and r.get("field", "conv1x1") == field), key=lambda r: r["people"])
         if not sel:
             continue
         n = [r["people"] for r in sel]
@@ -171,6 +256,32 @@ def plot(rows: list[dict], cost: dict, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plot_variants([r for r in rows if r["kind"] == "variant"], path.with_name("many_variants.png"))
+
+
+def plot_variants(rows: list[dict], path: Path) -> None:
+    """Forgotten fraction against preservation, one point per variant: the trade-off they sit on."""
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for r in rows:
+        ax.plot(r["id_preservation"], r["forgotten_fraction"], "o", ms=8)
+        ax.annotate(r["variant"], (r["id_preservation"], r["forgotten_fraction"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=9)
+    ax.axvline(0.9, color="grey", lw=0.8, ls=":")
+    ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+    ax.fill_between([0.9, 1.0], 0.95, 1.02, color="green", alpha=0.08, label="the goal (≥ 95% forgotten, ≥ 0.9 kept)")
+    n = rows[0]["people"]
+    ax.set(title=f"{n} people in one set: forgetting against preservation", xlabel="preservation (id_preservation)",
+           ylabel="fraction forgotten", ylim=(-0.02, 1.04))
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def markdown(rows: list[dict], cost: dict) -> str:
@@ -180,7 +291,9 @@ def markdown(rows: list[dict], cost: dict) -> str:
     lines = ["| how | method | N | iterations | forgotten | earlier people still forgotten | id_others "
              "(forgotten) | preservation | fid_pre | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['method']} | {r['people']} | {r['iterations']} | "
+        how = f"{r['kind']}: {r['variant']}" if r.get("variant") else r["kind"]
+        how += f" ({r['field']})" if r.get("field", "conv1x1") != "conv1x1" else ""
+        lines.append(f"| {how} | {r['method']} | {r['people']} | {r['iterations']} | "
                      f"{f(r['forgotten_fraction'], '.0%')} | {f(r['forgotten_fraction_previous'], '.0%')} | "
                      f"{f(r['id_others'])} ({f(r['id_others_forgotten_fraction'], '.0%')}) | "
                      f"{f(r['id_preservation'])} | {f(r['fid_pre'], '.2f')} | {f(r['seconds'], '.0f')} |")
@@ -197,6 +310,8 @@ def main() -> int:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
+    ap.add_argument("--fields", nargs="*", default=["conv1x1", "gated"], choices=["conv1x1", "context", "gated"],
+                    help="adapter fields of the simultaneous series")
     ap.add_argument("--photo-people", type=int, default=10, help="people given by photos (the rest: seed:N)")
     ap.add_argument("--base-iterations", type=int, default=300)
     ap.add_argument("--per-person", type=float, default=10.0, help="extra iterations per additional person")
@@ -207,9 +322,15 @@ def main() -> int:
     ap.add_argument("--continual-methods", nargs="*", default=["legato", "guide"])
     ap.add_argument("--stacked", type=int, nargs="*", default=[1, 2, 5, 10, 20])
     ap.add_argument("--timing-repeats", type=int, default=5)
+    ap.add_argument("--variant-people", type=int, default=50)
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--stacked-people", type=int, nargs="*", default=[1, 2, 5, 10],
+                    help="stacks of trained per-person sets to evaluate (--only stacked)")
+    ap.add_argument("--stacked-iterations", type=int, default=100)
     ap.add_argument("--n-random", type=int, default=32)
     ap.add_argument("--n-fid", type=int, default=128)
-    ap.add_argument("--only", nargs="*", default=["simultaneous", "continual", "cost"])
+    ap.add_argument("--only", nargs="*", default=["simultaneous", "continual", "cost"],
+                    choices=["simultaneous", "continual", "cost", "variants", "stacked"])
     ap.add_argument("--resume", action="store_true", help="reuse finished runs under results/many/")
     ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/many")
     ap.add_argument("--update-docs", action="store_true", help="write docs/images/many_identities.png")
@@ -220,12 +341,19 @@ def main() -> int:
     summary_path = OUT / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     def rerun(r: dict) -> bool:
-        return r["kind"] in args.only and (r["kind"] != "continual" or r["method"] in args.continual_methods)
+        part = {"variant": "variants"}.get(r["kind"], r["kind"])
+        return part in args.only and (r["kind"] != "continual" or r["method"] in args.continual_methods)
 
     rows = [r for r in summary.get("rows", []) if not rerun(r)]  # the parts not rerun are kept
     t0 = time.perf_counter()
     if "simultaneous" in args.only:
         rows += simultaneous(args)
+        summary_path.write_text(json.dumps({**summary, "rows": rows}, indent=2))
+    if "variants" in args.only:
+        rows += variants(args)
+        summary_path.write_text(json.dumps({**summary, "rows": rows}, indent=2))
+    if "stacked" in args.only:
+        rows += stacked_trained(args)
         summary_path.write_text(json.dumps({**summary, "rows": rows}, indent=2))
     if "continual" in args.only:
         for method in args.continual_methods:

@@ -191,3 +191,25 @@ def test_reference_protocol_is_the_default_preset_and_sets_noise_and_pivot(gen):
     assert not torch.allclose(g.views(1), front_before)  # the cameras now look at the origin
     assert g.use_reference_protocol() == []  # nothing left to change
     assert gen.options.noise_mode == "const"  # the shared fixture is untouched
+
+
+def test_the_gated_field_reads_each_block_latent(gen):
+    """EG3D's conv1 layers are called as layer(x, w, ...): the gated field finds its latent there, and a
+    shut gate leaves the features as they were."""
+    from legato.ode import attach
+
+    g2 = copy.deepcopy(gen)
+    ws = g2.mapping(torch.randn(2, 16, generator=torch.Generator().manual_seed(4)))
+    adapters = attach(g2, g2.adapter_sites(), name="gated", field="gated", hidden=8)
+    assert adapters.config.condition_dim == 32
+    with torch.no_grad():
+        for p in adapters.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * 0.5)
+        opened = g2.features(ws)
+        for adapter in adapters:
+            adapter.field.gate[2].weight.zero_()
+            adapter.field.gate[2].bias.fill_(-60.0)
+        shut = g2.features(ws)
+        original = gen.features(ws)
+    assert (opened - original).abs().max() > 1e-4
+    assert torch.allclose(shut, original, atol=1e-5)

@@ -34,11 +34,27 @@ def test_fresh_adapter_is_bit_identical():
     adapters.detach()
 
 
-@pytest.mark.parametrize("field", ["conv1x1", "unet"])
-def test_fresh_adapter_identity_for_both_fields(field):
+@pytest.mark.parametrize("field", ["conv1x1", "context", "unet"])
+def test_fresh_adapter_identity_for_every_field(field):
     adapter = ODEAdapter(8, hidden=16, field=field)
     x = torch.randn(2, 8, 6, 6)
     assert torch.equal(adapter(x), x)
+
+
+def test_context_field_sees_the_whole_image():
+    """A pixel's velocity under the context field depends on pixels far from it (the 1×1 field's does not)."""
+    from legato.ode.fields import ContextField, Conv1x1Field
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 6, 6)
+    far = x.clone()
+    far[..., 5, 5] += 3.0  # change one distant pixel
+    for field, should_change in ((Conv1x1Field(8, 16), False), (ContextField(8, 16), True)):
+        for p in field.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        changed = not torch.allclose(field(x)[..., 0, 0], field(far)[..., 0, 0])
+        assert changed == should_change, type(field).__name__
+    assert sum(p.numel() for p in ContextField(8, 16).parameters()) == 3 * 8 * 16 + 16 + 8
 
 
 def test_strength_zero_equals_base_and_detach_restores():

@@ -126,3 +126,32 @@ def test_extend_refuses_what_does_not_fit(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(InputError, match="cannot be replayed"):
         unlearn("toy", "seed:6", tmp_path / "y", config(), extend=tmp_path / "plain", **FAST)
+
+
+def test_a_gated_set_trains_its_gate_and_reloads(tmp_path):
+    """`--field gated` end to end: the membership term is logged and falls, the gate ends more open for the
+    forgotten people than for random ones, and the bundle reloads to the same images."""
+    from legato.unlearning.methods import load_result
+
+    people = write_list(tmp_path / "people.txt", "seed:5", "seed:6", "seed:7")
+    out = tmp_path / "gated"
+    gated = config(field="gated", iterations=60, lr=1e-2, log_every=10, eval_every=60, checkpoint_every=60)
+    metrics = unlearn("toy", f"@{people}", out, gated, **FAST)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    gate = [r["gate"] for r in log if "gate" in r]
+    assert gate[0] > 0 and gate[-1] < gate[0]
+    source = load("toy")
+    loaded = load_result(out / "adapter", load("toy"))
+    saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
+    site = source.adapter_sites()[0]
+    conditions = {}
+    module = dict(loaded.unlearned.named_modules())[site]
+    hook = module.register_forward_hook(lambda m, i, o: conditions.update(w=i[1]))  # (None: output kept)
+    random_ws = source.mapping(torch.randn(64, source.z_dim, generator=torch.Generator().manual_seed(9)))
+    with torch.no_grad():
+        loaded.unlearned.synthesis(torch.cat([saved["ws"], random_ws]), source.views(1).expand(67, -1))
+    hook.remove()
+    openness = loaded.dial.adapter(site).field.openness(conditions["w"])
+    assert openness[:3].mean() > openness[3:].mean() + 0.1, openness
+    assert metrics["trainable_params"] > unlearn("toy", "seed:5", tmp_path / "plain", config(iterations=1),
+                                                 **FAST)["trainable_params"]

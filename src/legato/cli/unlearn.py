@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
         hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
                                    "recommendation, else the reference's 256."),
         field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs, pixel by "
-                                  "pixel) | unet (3×3 convs with group norm: sees its neighbourhood)."),
+                                  "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
+                                  "(switched per sample by an MLP on the site's latent; for many people) | unet (3×3 "
+                                  "convs with group norm: sees its neighbourhood)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
@@ -72,6 +74,8 @@ def register(app: typer.Typer) -> None:
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
         lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
         lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
+        lambda_gate: float = typer.Option(None, help="--field gated: weight of the gate's membership term "
+                                          "(open for the forgotten people, shut for others; default 1)."),
         trajectory: str = typer.Option(None, help="Trajectory term: all (every adapter and latent) | reference "
                                        "(the LEGATO code's: one block, the forgotten latent, last step twice)."),
         reduction: str = typer.Option(None, help="Adjacency and global terms over their latents: mean | sum "
@@ -148,7 +152,8 @@ def register(app: typer.Typer) -> None:
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
-            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, micro_batch=micro_batch,
+            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, lambda_gate=lambda_gate,
+            micro_batch=micro_batch,
             refine_steps=refine_steps, lora_rank=lora_rank, salun_keep=salun_keep,
             targets_per_step=targets_per_step,
         )

@@ -16,15 +16,19 @@ ADAPTIVE_METHODS = ("dopri5",)
 
 
 class _Autonomous(nn.Module):
-    """Adapts f(x) to torchdiffeq's f(t, x) and counts evaluations."""
+    """Adapts f(x) to torchdiffeq's f(t, x) and counts evaluations; a conditioned field also gets the
+    condition of the current solve (constant in t)."""
 
     def __init__(self, field: nn.Module) -> None:
         super().__init__()
         self.field = field
         self.nfe = 0
+        self.condition: torch.Tensor | None = None
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
+        if self.condition is not None:
+            return self.field(x, self.condition)
         return self.field(x)
 
 
@@ -50,6 +54,7 @@ class ODEAdapter(nn.Module):
         method: str = "euler",
         rtol: float = 1e-3,
         atol: float = 1e-4,
+        condition_dim: int | None = None,
     ) -> None:
         super().__init__()
         if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
@@ -61,10 +66,13 @@ class ODEAdapter(nn.Module):
         self.channels, self.hidden, self.field_name = channels, hidden, field
         self.t_end, self.step_size, self.method = float(t_end), float(step_size), method
         self.rtol, self.atol = rtol, atol
-        self.func = _Autonomous(make_field(field, channels, hidden))
+        self.func = _Autonomous(make_field(field, channels, hidden, condition_dim))
+        # a conditioned field (the gated one) reads a per-sample vector (the latent) beside the state
+        self.conditioned = bool(getattr(self.func.field, "conditioned", False))
         self.strength = 1.0
         self.record_trajectory: bool | None = None  # None: record only while gradients are enabled
         self._terms: list[torch.Tensor] = []
+        self._conditions: list[torch.Tensor] = []  # a conditioned field's conditions per call, `[batch, dim]`
         self.last_num_steps = 0
 
     @property
@@ -91,24 +99,41 @@ class ODEAdapter(nn.Module):
         grid = [min(k * self.step_size, t1) for k in range(n)] + [t1]
         return grid
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if self.strength <= 0:
             self.last_num_steps = 0
             return x
+        if self.conditioned:
+            dim = self.func.field.condition_dim
+            if not isinstance(condition, torch.Tensor) or condition.shape != (x.shape[0], dim):
+                got = tuple(condition.shape) if isinstance(condition, torch.Tensor) else type(condition).__name__
+                raise InputError(f"the {self.field_name} field needs a condition of shape [{x.shape[0]}, {dim}] "
+                                 f"(the latent at its site), got {got}")
         squeeze = x.dim() == 2  # [B, C] features, e.g. after a linear layer
         if squeeze:
             x = x[:, :, None, None]
         grid = self.time_grid()
         t = torch.tensor(grid, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
         options = {"rtol": self.rtol, "atol": self.atol} if self.method in ADAPTIVE_METHODS else {}
-        states = odeint(self.func, x, t, method=self.method, **options)
+        self.func.condition = condition if self.conditioned else None
+        try:
+            states = odeint(self.func, x, t, method=self.method, **options)
+        finally:
+            self.func.condition = None
         self.last_num_steps = len(grid) - 1
         record = self.record_trajectory if self.record_trajectory is not None else torch.is_grad_enabled()
         if record:
             diffs = states[1:] - states[:-1]  # [steps, B, C, H, W]
             self._terms.append(diffs.pow(2).flatten(2).mean(dim=2))
+            if self.conditioned:
+                self._conditions.append(condition.detach())
         out = states[-1]
         return out[:, :, 0, 0] if squeeze else out
+
+    def consume_conditions(self) -> list[torch.Tensor]:
+        """Return and clear the `[batch, dim]` conditions a conditioned field was given since the last call."""
+        conditions, self._conditions = self._conditions, []
+        return conditions
 
     def consume_trajectory_terms(self) -> list[torch.Tensor]:
         """Return and clear the `[steps, batch]` terms recorded since the last call (one per forward)."""

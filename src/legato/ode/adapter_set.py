@@ -29,6 +29,7 @@ class AdapterConfig:
     t_end: float = 1.6
     step_size: float = 0.4
     method: str = "euler"
+    condition_dim: int | None = None  # the gated field: the latent's width (the generator's w_dim)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +73,8 @@ class AdapterSet(nn.Module):
         self.sites = list(sites)
         self.adapters = nn.ModuleDict(
             {_key(s): ODEAdapter(c, hidden=config.hidden, field=config.field, t_end=config.t_end,
-                                 step_size=config.step_size, method=config.method)
+                                 step_size=config.step_size, method=config.method,
+                                 condition_dim=config.condition_dim)
              for s, c in sites.items()}
         )
         self._model_ref = weakref.ref(model)
@@ -95,9 +97,12 @@ class AdapterSet(nn.Module):
         def hook(module, inputs, output):
             if not self._enabled or adapter.strength <= 0:
                 return output
+            # a conditioned field reads the latent the site was given: its second input (the modulated
+            # convs of StyleGAN2, EG3D and SynthFaces are called as layer(x, w, ...))
+            condition = (inputs[1] if len(inputs) > 1 else None) if adapter.conditioned else None
             if isinstance(output, tuple | list):  # adapt the first output (the feature map)
-                return type(output)([adapter(output[0]), *output[1:]])
-            return adapter(output)
+                return type(output)([adapter(output[0], condition), *output[1:]])
+            return adapter(output, condition)
 
         return hook
 
@@ -138,6 +143,12 @@ class AdapterSet(nn.Module):
     def trajectory_consistency(self, mode: str = "all", site_index: int = -2, row: int | None = 0) -> torch.Tensor:
         """See `legato.ode.adapter.trajectory_consistency`."""
         return trajectory_consistency(list(self.adapters.values()), mode=mode, site_index=site_index, row=row)
+
+    def gate_conditions(self) -> dict[str, torch.Tensor]:
+        """The conditions the gated field saw at each site since the last call (cleared), `{site: [batch,
+        dim]}`; empty when the field has no gate."""
+        recorded = {site: self.adapter(site).consume_conditions() for site in self.sites}
+        return {site: torch.cat(c) for site, c in recorded.items() if c}
 
     def detach(self) -> None:
         """Remove this set's hooks; when the last set goes, the base's `requires_grad` flags come back."""
@@ -182,6 +193,11 @@ def attach(
     if not sites:
         raise InputError("attach() needs at least one site (a module name from model.named_modules())")
     config = AdapterConfig(**adapter_config)
+    if config.field == "gated" and config.condition_dim is None:  # the latent's width, from the generator
+        config.condition_dim = getattr(model, "w_dim", None)
+        if not isinstance(config.condition_dim, int):
+            raise InputError("the gated field reads the latent at each site; this model has no w_dim, so pass "
+                             "condition_dim= to attach()")
     modules = dict(model.named_modules())
     unknown = [s for s in sites if s not in modules]
     if unknown:
@@ -201,9 +217,30 @@ def attach(
         model._legato_requires_grad = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
+    if config.field == "gated":
+        _standardise_gates(model, adapter_set)
     adapter_set._install()
     sets[name] = adapter_set
     return adapter_set
+
+
+@torch.no_grad()
+def _standardise_gates(model: nn.Module, adapter_set: AdapterSet, n: int = 2048) -> None:
+    """Centre and scale the gated field's input by the statistics of the model's latents (its `mapping` of
+    `n` seeded z's), when it has a mapping; a loaded bundle overwrites them with its own."""
+    mapping, z_dim = getattr(model, "mapping", None), getattr(model, "z_dim", None)
+    if not callable(mapping) or not isinstance(z_dim, int):
+        return
+    first = next(iter(adapter_set)).field
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(0)).to(first.center.device)
+    ws = mapping(z)
+    w = ws[:, 0] if ws.dim() == 3 else ws
+    if w.shape[-1] != first.condition_dim:
+        return
+    center, scale = w.mean(0), w.std(0).clamp_min(1e-6)
+    for adapter in adapter_set:
+        adapter.field.center.copy_(center)
+        adapter.field.scale.copy_(scale)
 
 
 def adapter_sets(model: nn.Module) -> OrderedDict[str, AdapterSet]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FIELDS = ("conv1x1", "unet")
+FIELDS = ("conv1x1", "context", "gated", "unet")
 
 
 class Conv1x1Field(nn.Module):
@@ -34,6 +34,67 @@ class Conv1x1Field(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}"
+
+
+class ContextField(Conv1x1Field):
+    """The 1×1 field with a view of the whole image: the hidden layer also receives a linear map of the
+    state's spatial mean, inp(x) + ctx(mean_hw(x)), before the LeakyReLU.
+
+    A 1×1 field sees one pixel's features; to send many people to many different targets it must tell them
+    apart from that pixel alone. Identity is a property of the whole face, so the spatial mean carries it to
+    every pixel (docs/many.md measures the difference). `ctx` starts at zero, so a new context field equals
+    the 1×1 field it extends. Parameters: 3·C·hidden + hidden + C.
+    """
+
+    def __init__(self, channels: int, hidden: int = 256) -> None:
+        super().__init__(channels, hidden)
+        self.ctx = nn.Linear(channels, hidden, bias=False)
+        nn.init.zeros_(self.ctx.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = self.ctx(x.mean(dim=(2, 3)))[:, :, None, None]
+        return self.out(self.act(self.inp(x) + context))
+
+
+class GatedField(Conv1x1Field):
+    """The 1×1 field switched per sample by the site's latent: σ(gate(w))·f(x), gate a small MLP on w
+    (Linear w_dim→hidden, LeakyReLU(0.2), Linear hidden→1).
+
+    A field on features alone changes every face that resembles the forgotten ones; forgetting many people
+    then trades directly against preservation (docs/many.md). In W the people are far apart, so the gate
+    can learn to open for the forgotten people (the local and adjacency terms) and close for everyone else
+    (the global term). It needs a site whose second input is the latent `[B, w_dim]` (the modulated convs of
+    StyleGAN2, EG3D and SynthFaces). The gate starts half open (σ(0)); the field's last layer is zero, so a
+    new gated adapter is still the identity. Parameters: 2·C·hidden + hidden + C + w_dim·hidden + 2·hidden + 1.
+    """
+
+    conditioned = True
+
+    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None) -> None:
+        super().__init__(channels, hidden)
+        if not condition_dim or condition_dim < 1:
+            from legato.errors import InputError
+
+            raise InputError("the gated field needs the latent's width (condition_dim, the generator's w_dim)")
+        self.condition_dim = condition_dim
+        # the latent standardised before the gate (W is a narrow, off-centre cloud: per-coordinate spread
+        # ≈ 0.24 around a mean of norm 2.6 on SynthFaces, and the raw gate learns several times slower);
+        # `attach` sets them from the generator's mapping, a bundle carries them
+        self.register_buffer("center", torch.zeros(condition_dim))
+        self.register_buffer("scale", torch.ones(condition_dim))
+        self.gate = nn.Sequential(nn.Linear(condition_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.gate[2].weight)
+        nn.init.zeros_(self.gate[2].bias)
+
+    def openness(self, condition: torch.Tensor) -> torch.Tensor:
+        """The gate per sample, `[B]` in (0, 1)."""
+        return torch.sigmoid(self.gate((condition - self.center) / self.scale)).squeeze(1)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.openness(condition).view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, condition_dim={self.condition_dim}"
 
 
 def _groups(channels: int, wanted: int = 8) -> int:
@@ -65,11 +126,15 @@ class UNetField(nn.Module):
         return f"channels={self.channels}, hidden={self.hidden}"
 
 
-def make_field(name: str, channels: int, hidden: int) -> nn.Module:
+def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None) -> nn.Module:
     from legato.errors import InputError
 
     if name == "conv1x1":
         return Conv1x1Field(channels, hidden)
+    if name == "context":
+        return ContextField(channels, hidden)
+    if name == "gated":
+        return GatedField(channels, hidden, condition_dim)
     if name == "unet":
         return UNetField(channels, hidden)
     raise InputError(f"unknown adapter field {name!r}; choose one of {', '.join(FIELDS)}")

@@ -177,7 +177,7 @@ def unlearn(
     metrics.update(target_quality(source, unlearned, ws_u, n_ordinary=max(20, min(200, 2 * n_random)),
                                   seed=config.seed))
     if ws_u.shape[0] > 1:
-        metrics.update(_people_scores(metrics, ident, n_previous=ws_u.shape[0] - n_new))
+        metrics.update(people_scores(metrics, ident, n_previous=ws_u.shape[0] - n_new))
     base_params = sum(p.numel() for p in source.parameters())
     metrics = {
         "method": config.method,
@@ -267,7 +267,7 @@ def _previous_people(extend: str | Path, like: torch.Tensor) -> tuple[torch.Tens
     return ws.to(like.device), target.to(like.device)
 
 
-def _people_scores(metrics: dict, ident, n_previous: int) -> dict:
+def people_scores(metrics: dict, ident, n_previous: int) -> dict:
     """A run that forgets several people: the fraction forgotten (each person's id_target below the
     threshold), overall and for the people this run added / replayed, and the fraction whose other photos
     are no longer recognised."""

@@ -172,8 +172,12 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
         trajectory = trainable.trajectory_loss(local, forgotten_row=0 if a == 0 else None)
     else:
         trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
-    total = w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
-    return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory}
+    row = torch.arange(a, b, device=img_u.device)
+    gate = _share(trainable.gate_loss(row < n_targets, row >= n_loc, zero), b - a, n_all)
+    total = (w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
+             + w.gate * gate)
+    return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory,
+            "gate": gate}
 
 
 SALIENCY_TARGETS = 16  # people whose local loss gives SalUn's saliency when a run forgets more
@@ -300,7 +304,7 @@ def train(
             n_all = inp_u.shape[0]
             chunk = min(config.micro_batch or n_all, n_all)
             opt.zero_grad(set_to_none=True)
-            losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory"), 0.0)
+            losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory", "gate"), 0.0)
             for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
                 terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), n_tgt + n_adj,
                                      n_all, w, perceptual, identity_model, config.reduction, config.identity_crop,

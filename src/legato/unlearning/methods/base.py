@@ -19,6 +19,8 @@ from torch import nn
 from legato.unlearning.config import UnlearnConfig
 
 ADAPTER_SET_NAME = "forget"
+GATE_BUFFER = 4096  # conditions of people not forgotten kept per site for the gate's membership term
+GATE_NEGATIVES = 256  # of them, drawn each step
 
 
 class Dial(Protocol):
@@ -46,6 +48,9 @@ class Trainable:
     _named: dict[str, nn.Parameter] = field(default_factory=dict)
     # tensors that are not trained but belong to the run's state (SalUn's mask), checkpointed with it
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    # the gated field: the conditions of people not forgotten seen so far, per site (`gate_loss`); rebuilt
+    # after a resume
+    gate_buffer: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def num_trainable(self) -> int:
         """Parameters the method may change (for SalUn: the unmasked ones)."""
@@ -73,6 +78,33 @@ class Trainable:
         loss = self.adapter_set.trajectory_consistency(mode=self.trajectory_mode, site_index=self.trajectory_site,
                                                        row=forgotten_row)
         return loss if self.uses_trajectory else loss.detach() * 0
+
+    def gate_loss(self, targets: torch.Tensor, others: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """The gated field's membership term for the forward calls since the last call (records consumed).
+
+        At every site the gate should open for the forgotten latents (`targets`, a `[batch]` mask of the
+        rows) and shut for everyone else. The others are the global rows, kept in a buffer of up to
+        `GATE_BUFFER` conditions per site: a step renders 2 random people, too few to teach a classifier,
+        but the buffer gives it hundreds at no rendering cost (tests/test_ode_gated.py, docs/many.md). The
+        adjacency rows are left out: they lie between the forgotten and random people. The term is the
+        class-balanced binary cross-entropy, averaged over the sites; zero without a gate.
+        """
+        conditions = self.adapter_set.gate_conditions() if self.adapter_set is not None else {}
+        if not conditions:
+            return reference.new_zeros(())
+        terms = []
+        for site, cond in conditions.items():
+            field = self.adapter_set.adapter(site).field
+            bank = torch.cat([self.gate_buffer.get(site, cond[:0]), cond[others.to(cond.device)]])[-GATE_BUFFER:]
+            self.gate_buffer[site] = bank
+            term = reference.new_zeros(())
+            if targets.any():
+                term = term - torch.log(field.openness(cond[targets.to(cond.device)]).clamp_min(1e-6)).mean()
+            if bank.shape[0]:
+                pick = bank[torch.randperm(bank.shape[0], device=bank.device)[:GATE_NEGATIVES]]
+                term = term - torch.log((1 - field.openness(pick)).clamp_min(1e-6)).mean()
+            terms.append(term / 2)
+        return torch.stack(terms).mean()
 
     def save(self, directory: Path, metadata: dict) -> None:
         if self.save_fn is None:

@@ -169,10 +169,12 @@ def continual(args, method: str) -> list[dict]:
     rows, previous = [], None
     for n in range(args.continual_step, args.continual_max + 1, args.continual_step):
         specs = people(args.continual_step, args.photo_people, first=n - args.continual_step)
-        m = run(f"continual-{method}-{n}", specs, method, args.continual_iterations, args,
-                extend=previous)
-        previous = OUT / "runs" / f"continual-{method}-{n}"
-        rows.append(row("continual", method, n, m))
+        gated = method == "legato" and args.continual_field != "conv1x1"
+        name = f"continual-{method}-{args.continual_field}-{n}" if gated else f"continual-{method}-{n}"
+        m = run(name, specs, method, args.continual_iterations, args, extend=previous,
+                overrides={"field": args.continual_field} if gated else None)
+        previous = OUT / "runs" / name
+        rows.append({**row("continual", method, n, m), **({"field": args.continual_field} if gated else {})})
     return rows
 
 
@@ -208,6 +210,14 @@ def inference_cost(args) -> dict:
             load_result(folder, g)
             one_set[n] = per_image(g)
     result["one_set"] = one_set
+    gated = {}  # the gated field: one small MLP more per site
+    for n in args.sizes:
+        folder = OUT / "runs" / f"simultaneous-gated-{n}" / "adapter"
+        if (folder / "adapter_config.json").is_file():
+            g = load_generator()
+            load_result(folder, g)
+            gated[n] = per_image(g)
+    result["one_set_gated"] = gated
     for k in args.stacked:
         g = load_generator()
         for i in range(k):
@@ -251,6 +261,9 @@ def plot(rows: list[dict], cost: dict, path: Path) -> None:
     if cost["one_set"]:
         one = sorted(cost["one_set"].items(), key=lambda kv: int(kv[0]))
         axes[2].plot([int(k) for k, _ in one], [v / src for _, v in one], "s-", label="one set forgetting N")
+    if cost.get("one_set_gated"):
+        one = sorted(cost["one_set_gated"].items(), key=lambda kv: int(kv[0]))
+        axes[2].plot([int(k) for k, _ in one], [v / src for _, v in one], "o-", label="one gated set forgetting N")
     axes[2].set(title="inference time per image (× the source)", xlabel="people", ylabel="× source")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
@@ -301,6 +314,8 @@ def markdown(rows: list[dict], cost: dict) -> str:
     lines += ["", "| inference, per image | × source |", "|---|---|"]
     for n, v in sorted(cost["one_set"].items(), key=lambda kv: int(kv[0])):
         lines.append(f"| one set forgetting {n} | {v / src:.2f} |")
+    for n, v in sorted(cost.get("one_set_gated", {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| one gated set forgetting {n} | {v / src:.2f} |")
     for k, v in sorted(cost["stacked"].items(), key=lambda kv: int(kv[0])):
         lines.append(f"| {k} stacked per-person sets | {v / src:.2f} |")
     return "\n".join(lines) + "\n"
@@ -320,6 +335,8 @@ def main() -> int:
     ap.add_argument("--continual-max", type=int, default=200)
     ap.add_argument("--continual-iterations", type=int, default=300)
     ap.add_argument("--continual-methods", nargs="*", default=["legato", "guide"])
+    ap.add_argument("--continual-field", default="conv1x1", choices=["conv1x1", "context", "gated"],
+                    help="the adapter field of the legato continual series")
     ap.add_argument("--stacked", type=int, nargs="*", default=[1, 2, 5, 10, 20])
     ap.add_argument("--timing-repeats", type=int, default=5)
     ap.add_argument("--variant-people", type=int, default=50)
@@ -342,7 +359,9 @@ def main() -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     def rerun(r: dict) -> bool:
         part = {"variant": "variants"}.get(r["kind"], r["kind"])
-        return part in args.only and (r["kind"] != "continual" or r["method"] in args.continual_methods)
+        same_series = r["method"] in args.continual_methods and (
+            r["method"] != "legato" or r.get("field", "conv1x1") == args.continual_field)
+        return part in args.only and (r["kind"] != "continual" or same_series)
 
     rows = [r for r in summary.get("rows", []) if not rerun(r)]  # the parts not rerun are kept
     t0 = time.perf_counter()

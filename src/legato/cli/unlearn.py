@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
     def unlearn_cmd(
         identity: str = typer.Option(None, "--identity", "-i",
                                      help="seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | ood-person:N | "
-                                          "@FILE (several people: one of those per line, forgotten by one set)"),
+                                          "@FILE (several people: one of those per line, forgotten by one set; add "
+                                          "--field gated for more than a few)"),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
                                       help="synthfaces | digits-flow | path to an NVlabs .pkl"),

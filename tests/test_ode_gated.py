@@ -100,12 +100,13 @@ def test_the_gate_switches_each_sample_by_its_latent():
 def test_gated_bundle_round_trips(tmp_path):
     model = TinyGenerator()
     x, w = torch.randn(2, 4, 5, 5), torch.randn(2, 6)
-    adapters = attach(model, ["layer"], field="gated", hidden=8, step_size=0.8)
+    adapters = attach(model, ["layer"], field="gated", hidden=8, gate_hidden=12, step_size=0.8)
+    assert adapters.adapter("layer").field.gate[0].out_features == 12  # the gate's own width
     train_like(adapters)
     out = model(x, w)
     save_bundle(adapters, tmp_path / "b")
     config = json.loads((tmp_path / "b" / "adapter_config.json").read_text())
-    assert config["field"] == "gated" and config["condition_dim"] == 6
+    assert config["field"] == "gated" and config["condition_dim"] == 6 and config["gate_hidden"] == 12
     adapters.detach()
     fresh = TinyGenerator()
     load_bundle(tmp_path / "b", fresh)

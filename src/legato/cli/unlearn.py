@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
                                   "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
                                   "(switched per sample by an MLP on the site's latent; for many people) | unet (3×3 "
                                   "convs with group norm: sees its neighbourhood)."),
+        gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
+                                        "(default: --hidden)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
@@ -149,7 +151,8 @@ def register(app: typer.Typer) -> None:
         generator = load(spec, device=device, eg3d_options=eg3d_options)
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
-            alpha_max=alpha, hidden=hidden, field=field, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
+            alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, t_end=t_end, step_size=step_size,
+            solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,

@@ -55,6 +55,7 @@ class ODEAdapter(nn.Module):
         rtol: float = 1e-3,
         atol: float = 1e-4,
         condition_dim: int | None = None,
+        gate_hidden: int | None = None,
     ) -> None:
         super().__init__()
         if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
@@ -66,7 +67,7 @@ class ODEAdapter(nn.Module):
         self.channels, self.hidden, self.field_name = channels, hidden, field
         self.t_end, self.step_size, self.method = float(t_end), float(step_size), method
         self.rtol, self.atol = rtol, atol
-        self.func = _Autonomous(make_field(field, channels, hidden, condition_dim))
+        self.func = _Autonomous(make_field(field, channels, hidden, condition_dim, gate_hidden))
         # a conditioned field (the gated one) reads a per-sample vector (the latent) beside the state
         self.conditioned = bool(getattr(self.func.field, "conditioned", False))
         self.strength = 1.0

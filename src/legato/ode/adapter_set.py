@@ -30,6 +30,7 @@ class AdapterConfig:
     step_size: float = 0.4
     method: str = "euler"
     condition_dim: int | None = None  # the gated field: the latent's width (the generator's w_dim)
+    gate_hidden: int | None = None  # the gated field: its gate's width (None: `hidden`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +75,7 @@ class AdapterSet(nn.Module):
         self.adapters = nn.ModuleDict(
             {_key(s): ODEAdapter(c, hidden=config.hidden, field=config.field, t_end=config.t_end,
                                  step_size=config.step_size, method=config.method,
-                                 condition_dim=config.condition_dim)
+                                 condition_dim=config.condition_dim, gate_hidden=config.gate_hidden)
              for s, c in sites.items()}
         )
         self._model_ref = weakref.ref(model)

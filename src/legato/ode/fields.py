@@ -70,19 +70,22 @@ class GatedField(Conv1x1Field):
 
     conditioned = True
 
-    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None) -> None:
+    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None,
+                 gate_hidden: int | None = None) -> None:
         super().__init__(channels, hidden)
         if not condition_dim or condition_dim < 1:
             from legato.errors import InputError
 
             raise InputError("the gated field needs the latent's width (condition_dim, the generator's w_dim)")
         self.condition_dim = condition_dim
+        self.gate_hidden = gate_hidden or hidden  # the gate's width (default: the field's)
         # the latent standardised before the gate (W is a narrow, off-centre cloud: per-coordinate spread
         # ≈ 0.24 around a mean of norm 2.6 on SynthFaces, and the raw gate learns several times slower);
         # `attach` sets them from the generator's mapping, a bundle carries them
         self.register_buffer("center", torch.zeros(condition_dim))
         self.register_buffer("scale", torch.ones(condition_dim))
-        self.gate = nn.Sequential(nn.Linear(condition_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+        self.gate = nn.Sequential(nn.Linear(condition_dim, self.gate_hidden), nn.LeakyReLU(0.2),
+                                  nn.Linear(self.gate_hidden, 1))
         nn.init.zeros_(self.gate[2].weight)
         nn.init.zeros_(self.gate[2].bias)
 
@@ -94,7 +97,7 @@ class GatedField(Conv1x1Field):
         return self.openness(condition).view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, condition_dim={self.condition_dim}"
+        return f"{super().extra_repr()}, condition_dim={self.condition_dim}, gate_hidden={self.gate_hidden}"
 
 
 def _groups(channels: int, wanted: int = 8) -> int:
@@ -126,7 +129,8 @@ class UNetField(nn.Module):
         return f"channels={self.channels}, hidden={self.hidden}"
 
 
-def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None) -> nn.Module:
+def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None,
+               gate_hidden: int | None = None) -> nn.Module:
     from legato.errors import InputError
 
     if name == "conv1x1":
@@ -134,7 +138,7 @@ def make_field(name: str, channels: int, hidden: int, condition_dim: int | None 
     if name == "context":
         return ContextField(channels, hidden)
     if name == "gated":
-        return GatedField(channels, hidden, condition_dim)
+        return GatedField(channels, hidden, condition_dim, gate_hidden)
     if name == "unet":
         return UNetField(channels, hidden)
     raise InputError(f"unknown adapter field {name!r}; choose one of {', '.join(FIELDS)}")

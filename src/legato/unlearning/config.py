@@ -69,6 +69,7 @@ class UnlearnConfig:
     # adapters (reference: one after conv1 of every synthesis block, 1×1 field, hidden 256, Euler 4×0.4)
     hidden: int = 256
     field: str = "conv1x1"
+    gate_hidden: int | None = None  # --field gated: the gate MLP's width (None: the field's hidden)
     t_end: float = 1.6
     step_size: float = 0.4
     solver: str = "euler"
@@ -105,6 +106,8 @@ class UnlearnConfig:
             raise InputError(f"--lora-rank must be at least 1 (got {self.lora_rank})")
         if not 0.0 < self.salun_keep <= 1.0:
             raise InputError(f"--salun-keep must be in (0, 1] (got {self.salun_keep})")
+        if self.gate_hidden is not None and self.gate_hidden < 1:
+            raise InputError(f"--gate-hidden must be at least 1 (got {self.gate_hidden})")
         if self.targets_per_step < 1:
             raise InputError(f"--targets-per-step must be at least 1 (got {self.targets_per_step})")
         if self.micro_batch is not None and self.micro_batch < 1:

@@ -19,6 +19,8 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
                         method=config.solver)
     else:  # one Euler step of length 1 is exactly x + f(x); strength s makes it x + s·f(x)
         settings = dict(hidden=config.hidden, field=config.field, t_end=1.0, step_size=1.0, method="euler")
+    if config.field == "gated":
+        settings["gate_hidden"] = config.gate_hidden
     adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
     named = _named_parameters(adapter_set)
     return Trainable(config.method, generator, list(named.values()), adapter_set=adapter_set, dial=adapter_set,

@@ -47,6 +47,7 @@ VARIANTS = {
     "context": ({"field": "context"}, "the 1×1 field plus the image's mean (whose face this pixel is in)"),
     "gated": ({"field": "gated"}, "the 1×1 field switched per sample by an MLP on the site's latent, taught "
                                   "who is forgotten by the membership term"),
+    "gated-gate-256": ({"field": "gated", "gate_hidden": 256}, "the gated field with a 256-wide gate"),
 }
 
 

@@ -16,19 +16,19 @@ ADAPTIVE_METHODS = ("dopri5",)
 
 
 class _Autonomous(nn.Module):
-    """Adapts f(x) to torchdiffeq's f(t, x) and counts evaluations; a conditioned field also gets the
-    condition of the current solve (constant in t)."""
+    """Adapts f(x) to torchdiffeq's f(t, x) and counts evaluations; a gated field is switched by the
+    openness of the current solve (its condition is constant in t, so the gate is computed once a solve)."""
 
     def __init__(self, field: nn.Module) -> None:
         super().__init__()
         self.field = field
         self.nfe = 0
-        self.condition: torch.Tensor | None = None
+        self.openness: torch.Tensor | None = None
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        if self.condition is not None:
-            return self.field(x, self.condition)
+        if self.openness is not None:
+            return self.field.switched(x, self.openness)
         return self.field(x)
 
 
@@ -116,11 +116,11 @@ class ODEAdapter(nn.Module):
         grid = self.time_grid()
         t = torch.tensor(grid, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
         options = {"rtol": self.rtol, "atol": self.atol} if self.method in ADAPTIVE_METHODS else {}
-        self.func.condition = condition if self.conditioned else None
+        self.func.openness = self.func.field.openness(condition) if self.conditioned else None
         try:
             states = odeint(self.func, x, t, method=self.method, **options)
         finally:
-            self.func.condition = None
+            self.func.openness = None
         self.last_num_steps = len(grid) - 1
         record = self.record_trajectory if self.record_trajectory is not None else torch.is_grad_enabled()
         if record:

@@ -62,8 +62,8 @@ class GatedField(Conv1x1Field):
 
     A field on features alone changes every face that resembles the forgotten ones; forgetting many people
     then trades directly against preservation (docs/many.md). In W the people are far apart, so the gate
-    can learn to open for the forgotten people (the local and adjacency terms) and close for everyone else
-    (the global term). It needs a site whose second input is the latent `[B, w_dim]` (the modulated convs of
+    can learn to open for the forgotten people and close for everyone else (the membership term,
+    `Trainable.gate_loss`). It needs a site whose second input is the latent `[B, w_dim]` (the modulated convs of
     StyleGAN2, EG3D and SynthFaces). The gate starts half open (σ(0)); the field's last layer is zero, so a
     new gated adapter is still the identity. Parameters: 2·C·hidden + hidden + C + w_dim·hidden + 2·hidden + 1.
     """
@@ -93,8 +93,12 @@ class GatedField(Conv1x1Field):
         """The gate per sample, `[B]` in (0, 1)."""
         return torch.sigmoid(self.gate((condition - self.center) / self.scale)).squeeze(1)
 
+    def switched(self, x: torch.Tensor, openness: torch.Tensor) -> torch.Tensor:
+        """The field at `x` scaled by a gate already computed (`openness`, `[B]`)."""
+        return openness.view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
+
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.openness(condition).view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
+        return self.switched(x, self.openness(condition))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, condition_dim={self.condition_dim}, gate_hidden={self.gate_hidden}"

@@ -33,8 +33,8 @@ class LossWeights:
     adjacency: float = 1.0
     global_: float = 1.0
     trajectory: float = 1.0
-    # the gated field (`--field gated`): its gate is taught directly who is forgotten (forgotten and adjacency
-    # latents open, global latents shut); no effect on other fields
+    # the gated field (`--field gated`): its gate is taught directly who is forgotten (the forgotten latents
+    # open, others' latents shut; `Trainable.gate_loss`); no effect on other fields
     gate: float = 1.0
 
 

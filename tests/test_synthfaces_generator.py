@@ -115,3 +115,29 @@ def test_edge_term_sees_what_plain_l1_misses():
     flat = torch.full_like(real, 0.5)  # its blur: the same mean, no edges
     assert loss_fn(flat, real, edge_weight=1.0) > loss_fn(flat, real) + 0.5
     assert torch.isclose(loss_fn(real, real, edge_weight=1.0), torch.tensor(0.0))
+
+
+def test_a_third_cycle_extends_a_finished_second(tmp_path):
+    from legato.synthfaces import train_generator as tg
+
+    out = tmp_path / "g.safetensors"
+    tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
+    second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3)
+    third = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3, colour_weight=2.0)
+    assert len(second["cycles"]) == 2 and len(third["cycles"]) == 3
+    assert third["steps"] > second["steps"] and third["cycles"][2]["colour_weight"] == 2.0
+    assert all(c["finished"] for c in third["cycles"])
+
+
+def test_colour_term_sees_a_wrong_hue_in_a_few_pixels():
+    from legato.synthfaces.train_generator import colour_loss, loss_fn
+
+    real = torch.zeros(1, 3, 16, 16)
+    masks = torch.zeros(1, 2, 16, 16)
+    masks[0, 0, 7:9, 7:9] = 1.0  # a four-pixel "iris"; the second feature is absent
+    real[0, 2, 7:9, 7:9] = 1.0  # blue
+    wrong = real.clone()
+    wrong[0, 2, 7:9, 7:9], wrong[0, 0, 7:9, 7:9] = 0.0, 1.0  # red
+    assert loss_fn(wrong, real) < 0.05  # four pixels of 256: plain L1 hardly notices
+    assert colour_loss(wrong, real, masks) > 0.6  # the mean colour in the mask differs by 2/3 per channel
+    assert colour_loss(real, real, masks) == 0.0

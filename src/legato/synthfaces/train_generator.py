@@ -26,6 +26,8 @@ DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to
 
 # the few-pixel features whose own pixels `feature_weight` weighs up (≈ 3% of an image together)
 WEIGHTED_FEATURES = ("iris", "pupil", "brow", "lips", "glasses")
+# the features whose mean colour `colour_weight` compares (eye colour, lip colour, whether glasses are drawn)
+COLOUR_FEATURES = ("iris", "lips", "glasses")
 
 
 def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool = False,
@@ -94,6 +96,23 @@ def mask_loss(logits: torch.Tensor, masks: torch.Tensor, positive_weight: float 
     return F.binary_cross_entropy_with_logits(logits, masks, weight=weight)
 
 
+def colour_loss(fake: torch.Tensor, real: torch.Tensor, masks: torch.Tensor, min_pixels: float = 1.0) -> torch.Tensor:
+    """L1 between the mean colours of `fake` and `real` inside each renderer mask `[B, K, H, W]`.
+
+    Each feature present in a sample (at least `min_pixels` of coverage) counts once, however few pixels it
+    has: a two-pixel iris of the wrong hue costs as much as a wrong lip colour. Per-pixel L1 weighs it by
+    its area, and where the generator's iris sits a pixel off, L1's cheapest answer is skin-coloured.
+    """
+    area = masks.sum((2, 3))  # [B, K]
+    present = area >= min_pixels
+    if not present.any():
+        return fake.sum() * 0.0
+    def means(img):
+        return torch.einsum("bchw,bkhw->bkc", img, masks) / area.clamp_min(1e-6)[..., None]
+    diff = (means(fake) - means(real)).abs().mean(-1)  # [B, K]
+    return diff[present].mean()
+
+
 def _image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
@@ -138,7 +157,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
           batch_size: int = 16, lr: float = 2e-3, threads: int | None = None, progress: bool = True,
           extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
           grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0,
-          mask_weight: float = 0.0, adversarial_weight: float = 0.0, feature_weight: float = 0.0) -> dict:
+          mask_weight: float = 0.0, adversarial_weight: float = 0.0, feature_weight: float = 0.0,
+          colour_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
@@ -155,6 +175,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     on the generator's side. `feature_weight` adds that much loss weight on the pixels of the irises, pupils,
     brows, lips and glasses rims themselves (`WEIGHTED_FEATURES`, from the renderer's masks): the region
     weight covers a whole eye box, in which a two-pixel iris is still a small share of the loss.
+    `colour_weight` adds `colour_loss` on the irises, lips and glasses rims (`COLOUR_FEATURES`): their mean
+    colour, each feature counted once per image whatever its size.
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -201,14 +223,18 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         first_edge = 0.0 if extend_seconds is not None else edge_weight
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
                    "region_weight": region_weight, "mask_weight": mask_weight,
-                   "adversarial_weight": adversarial_weight, "feature_weight": feature_weight}]
+                   "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
+                   "colour_weight": colour_weight}]
         if grown_from is not None:
             cycles[0]["grown_from"] = grown_from
-    if extend_seconds is not None and len(cycles) == 1:  # every cycle after the first is an extension
+    last = cycles[-1]
+    last_done = last.get("finished") or elapsed_before - last["start_seconds"] >= last["seconds"]
+    if extend_seconds is not None and last_done:
+        # the last cycle has finished: the next one extends it (a resumed extension is still running)
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
                        "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
                        "mask_weight": mask_weight, "adversarial_weight": adversarial_weight,
-                       "feature_weight": feature_weight, "extension": True})
+                       "feature_weight": feature_weight, "colour_weight": colour_weight, "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -233,23 +259,27 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
-    ema = d_ema = None
+    ema = d_ema = c_ema = None
     try:
         while fraction() < 1.0:
             f = fraction()
             warm = min(1.0, (step - cycle["start_step"]) / 200)
             for group in opt.param_groups:
                 group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
-            masks_w = cycle.get("mask_weight", 0.0)
-            z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0), bool(masks_w),
-                                                   cycle.get("feature_weight", 0.0))
+            masks_w, colour_w = cycle.get("mask_weight", 0.0), cycle.get("colour_weight", 0.0)
+            z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0),
+                                                   bool(masks_w or colour_w), cycle.get("feature_weight", 0.0))
             if masks_w:
                 fake, feat64 = _forward_with_last_features(gen, z, cam)
                 loss = loss_fn(fake, target, cycle["edge_weight"], weight) + masks_w * mask_loss(aux(feat64), masks)
             else:
                 fake = gen(z, cam)
                 loss = loss_fn(fake, target, cycle["edge_weight"], weight)
-            regression = loss.item()  # logged without the adversarial term, comparable across cycles
+            regression = loss.item()  # logged without the colour and adversarial terms, comparable across cycles
+            if colour_w:
+                colour = colour_loss(fake, target, masks[:, [MASK_NAMES.index(k) for k in COLOUR_FEATURES]])
+                loss = loss + colour_w * colour
+                c_ema = colour.item() if c_ema is None else 0.98 * c_ema + 0.02 * colour.item()
             adv_w = cycle.get("adversarial_weight", 0.0)
             if adv_w:
                 # the critic's step first (hinge loss on renders vs the generator's images), then the generator
@@ -274,6 +304,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                        "images_per_s": round(step * batch_size / max(elapsed(), 1e-6), 1)}
                 if d_ema is not None:
                     rec["critic_loss"] = round(d_ema, 4)
+                if c_ema is not None:
+                    rec["colour_loss"] = round(c_ema, 5)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 if progress:
@@ -281,6 +313,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             if time.perf_counter() - last_ckpt > 180:
                 save_ckpt()
                 last_ckpt = time.perf_counter()
+        cycle["finished"] = True  # in the checkpoint: the next --extend-seconds starts a new cycle
     finally:
         save_ckpt()
         log.close()

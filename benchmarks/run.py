@@ -112,7 +112,8 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
             for method in mode["methods"]]
     with _pool(mode["workers"]) as pool:
         futures = [pool.submit(run_one, SCENARIOS[sc](i), method, out / "runs" / f"{sc}-{i}-{method}", mode,
-                               report=(method == "legato")) for sc, i, method in jobs]
+                               report=(method == "legato"), **mode.get("adapter_options", {}))
+                   for sc, i, method in jobs]
         for (scenario, i, method), fut in zip(jobs, futures, strict=True):
             m = fut.result()
             row = {"scenario": scenario, "identity": SCENARIOS[scenario](i), "method": method,
@@ -526,6 +527,9 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true",
                     help="reuse runs already finished under --out with the same settings (an interrupted tier "
                          "picks up where it stopped)")
+    ap.add_argument("--field", default=None, help="the table's adapter field (unlearn's --field; default: the "
+                    "reference's conv1x1)")
+    ap.add_argument("--gate-hidden", type=int, default=None, help="--field gated: the gate's width")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")
     args = ap.parse_args()
@@ -542,6 +546,7 @@ def main() -> int:
     for key in ("n_random", "n_fid", "eval_every"):
         if getattr(args, key) is not None:
             mode[key] = getattr(args, key)
+    mode["adapter_options"] = {k: getattr(args, k) for k in ("field", "gate_hidden") if getattr(args, k) is not None}
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)

@@ -155,3 +155,29 @@ def test_a_gated_set_trains_its_gate_and_reloads(tmp_path):
     assert openness[:3].mean() > openness[3:].mean() + 0.1, openness
     assert metrics["trainable_params"] > unlearn("toy", "seed:5", tmp_path / "plain", config(iterations=1),
                                                  **FAST)["trainable_params"]
+
+
+@pytest.mark.parametrize(("positives", "opened"), [("targets", 1), ("neighbourhood", 3)])
+def test_gate_positives_choose_which_rows_open_the_gate(tmp_path, monkeypatch, positives, opened):
+    """`--gate-positives neighbourhood` teaches the gate to open for the adjacency latents too (one target,
+    two adjacency latents, two global ones); the global rows are the negatives either way."""
+    from legato.unlearning.methods.base import Trainable
+
+    seen = []
+    real = Trainable.gate_loss
+
+    def recording(self, targets, others, reference):
+        seen.append((targets.tolist(), others.tolist()))
+        return real(self, targets, others, reference)
+
+    monkeypatch.setattr(Trainable, "gate_loss", recording)
+    cfg = config(field="gated", iterations=1, n_adjacent=2, n_global=2, gate_positives=positives)
+    unlearn("toy", "seed:5", tmp_path / positives, cfg, **FAST)
+    targets, others = seen[0]
+    assert targets == [True] * opened + [False] * (5 - opened)
+    assert others == [False] * 3 + [True] * 2
+
+
+def test_unknown_gate_positives_are_refused():
+    with pytest.raises(InputError, match="gate-positives"):
+        UnlearnConfig(gate_positives="everyone").validate()

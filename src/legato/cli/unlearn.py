@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
                                   "convs with group norm: sees its neighbourhood)."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
+        gate_positives: str = typer.Option("targets", "--gate-positives", help="--field gated: open the gate "
+                                           "for the forgotten latents (targets) or for them and their adjacency "
+                                           "latents (neighbourhood)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
@@ -151,8 +154,8 @@ def register(app: typer.Typer) -> None:
         generator = load(spec, device=device, eg3d_options=eg3d_options)
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
-            alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, t_end=t_end, step_size=step_size,
-            solver=solver, seed=seed,
+            alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
+            t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,

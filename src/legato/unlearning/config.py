@@ -20,6 +20,10 @@ PRESETS = {
                   "identity_crop": "reference"},
 }
 IDENTITY_CROPS = ("align", "reference")
+# --field gated: which latents the membership term opens the gate for: the forgotten ones ("targets"), or
+# those and the adjacency latents around them ("neighbourhood": the gate opens for the region the adjacency
+# term forgets, e.g. other photos of the person, not only the one given)
+GATE_POSITIVES = ("targets", "neighbourhood")
 
 
 @dataclass
@@ -70,6 +74,7 @@ class UnlearnConfig:
     hidden: int = 256
     field: str = "conv1x1"
     gate_hidden: int | None = None  # --field gated: the gate MLP's width (None: the field's hidden)
+    gate_positives: str = "targets"  # --field gated: GATE_POSITIVES
     t_end: float = 1.6
     step_size: float = 0.4
     solver: str = "euler"
@@ -106,6 +111,9 @@ class UnlearnConfig:
             raise InputError(f"--lora-rank must be at least 1 (got {self.lora_rank})")
         if not 0.0 < self.salun_keep <= 1.0:
             raise InputError(f"--salun-keep must be in (0, 1] (got {self.salun_keep})")
+        if self.gate_positives not in GATE_POSITIVES:
+            raise InputError(f"unknown --gate-positives {self.gate_positives!r}; choose one of "
+                             f"{', '.join(GATE_POSITIVES)}")
         if self.gate_hidden is not None and self.gate_hidden < 1:
             raise InputError(f"--gate-hidden must be at least 1 (got {self.gate_hidden})")
         if self.targets_per_step < 1:

@@ -141,7 +141,8 @@ def _share(term: torch.Tensor, part: int, whole: int) -> torch.Tensor:
 
 def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[int, int], n_loc: int, n_all: int,
                  w, perceptual, identity_model, reduction: str = "mean",
-                 identity_crop: str = "align", n_targets: int = 1) -> dict[str, torch.Tensor]:
+                 identity_crop: str = "align", n_targets: int = 1,
+                 n_gate_open: int | None = None) -> dict[str, torch.Tensor]:
     """Render rows [a, b) of the iteration's latents and return their share of every loss term.
 
     Every term is a mean over its rows (local: the first `n_targets` rows, the forgotten latents; adjacency:
@@ -149,7 +150,8 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
     chunk's share is its mean weighted by the fraction of the term's rows it holds, and the shares of all
     chunks sum to the whole batch's terms. With `reduction="sum"` (the reference code) the adjacency and
     global terms are sums over their rows; the reference trajectory term reads the forgotten latent (row 0,
-    in the first chunk) alone.
+    in the first chunk) alone. The gated field's membership term opens the gate for the first `n_gate_open`
+    rows (default: the forgotten latents) and shuts it for the global rows.
     """
     a, b = rows
     loc = max(0, min(b, n_loc) - a)  # rows of this chunk with local terms (and features)
@@ -173,7 +175,8 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
     else:
         trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
     row = torch.arange(a, b, device=img_u.device)
-    gate = _share(trainable.gate_loss(row < n_targets, row >= n_loc, zero), b - a, n_all)
+    n_open = n_targets if n_gate_open is None else n_gate_open
+    gate = _share(trainable.gate_loss(row < n_open, row >= n_loc, zero), b - a, n_all)
     total = (w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
              + w.gate * gate)
     return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory,
@@ -308,7 +311,7 @@ def train(
             for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
                 terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), n_tgt + n_adj,
                                      n_all, w, perceptual, identity_model, config.reduction, config.identity_crop,
-                                     n_tgt)
+                                     n_tgt, n_tgt + (n_adj if config.gate_positives == "neighbourhood" else 0))
                 for key, value in terms.items():
                     losses[key] += value.item()
                 if not math.isfinite(losses["total"]):

@@ -83,11 +83,12 @@ class Trainable:
         """The gated field's membership term for the forward calls since the last call (records consumed).
 
         At every site the gate should open for the forgotten latents (`targets`, a `[batch]` mask of the
-        rows) and shut for everyone else. The others are the global rows, kept in a buffer of up to
-        `GATE_BUFFER` conditions per site: a step renders 2 random people, too few to teach a classifier,
-        but the buffer gives it hundreds at no rendering cost (tests/test_ode_gated.py, docs/many.md). The
-        adjacency rows are left out: they lie between the forgotten and random people. The term is the
-        class-balanced binary cross-entropy, averaged over the sites; zero without a gate.
+        rows; with `--gate-positives neighbourhood` their adjacency latents too) and shut for everyone else.
+        The others are the global rows, kept in a buffer of up to `GATE_BUFFER` conditions per site: a step
+        renders 2 random people, too few to teach a classifier, but the buffer gives it hundreds at no
+        rendering cost (tests/test_ode_gated.py, docs/many.md). The adjacency rows are otherwise left out: they
+        lie between the forgotten and random people. The term is the class-balanced binary cross-entropy,
+        averaged over the sites; zero without a gate.
         """
         conditions = self.adapter_set.gate_conditions() if self.adapter_set is not None else {}
         if not conditions:

@@ -23,9 +23,12 @@ class Pair:
 
 
 def _freeze(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    """Eval mode, no gradients — for modules; identity models that are not modules pass through."""
+    if hasattr(model, "eval"):
+        model.eval()
+    if hasattr(model, "parameters"):
+        for p in model.parameters():
+            p.requires_grad_(False)
     return model
 
 
@@ -79,12 +82,16 @@ def load_target(adapter_dir: Path | None, identity: str | None, generator, targe
         f"the identity stored in {path}"
 
 
-def load_identity_model(spec: str | None, source):
+def load_identity_model(spec: str | None, source, detector=None):
+    """The identity model `spec` names (None: the generator's own, chosen by `evaluate`); with `detector`
+    (`--judge-crop mtcnn:DIR`, `identity.cropped.load_judge_crop`) judging on its MTCNN crops."""
+    from legato.identity.cropped import with_judge_crop
+
     if spec is None:
-        return None
+        return with_judge_crop(source.identity_model(), detector) if detector is not None else None
     from legato.identity import load
 
-    return _freeze(load(spec))
+    return with_judge_crop(_freeze(load(spec)), detector)
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -113,6 +120,7 @@ def register(app: typer.Typer) -> None:
         target_index: int = run_options.TARGET_INDEX,
         strength: float = typer.Option(None, help="Adapter strength in [0, 1]; default: the bundle's own."),
         identity_model: str = run_options.IDENTITY_MODEL,
+        judge_crop: str = run_options.JUDGE_CROP,
         inception: Path = typer.Option(None, "--inception",
                                        help="pytorch-fid / torch-fidelity Inception weights for FID features; "
                                             "default: the identity model's features."),
@@ -131,12 +139,14 @@ def register(app: typer.Typer) -> None:
 
         from legato.evaluation.metrics import evaluate
         from legato.files import atomic_write_json
+        from legato.identity.cropped import load_judge_crop
 
         torch.manual_seed(seed)
+        detector = load_judge_crop(judge_crop)  # a bad --judge-crop fails before the generator loads
         pair = load_pair(generator, adapter, strength)
+        judge = load_identity_model(identity_model, pair.source, detector)
         ws, held, description = load_target(adapter, identity, pair.source, target_index, seed)
-        metrics = evaluate(pair.source, pair.unlearned, ws, held,
-                           identity_model=load_identity_model(identity_model, pair.source), n_views=n_views,
+        metrics = evaluate(pair.source, pair.unlearned, ws, held, identity_model=judge, n_views=n_views,
                            n_random=n_random, n_fid=n_fid, fid_features=inception, seed=seed,
                            batch_size=batch_size, progress=True, fid_bootstrap=fid_bootstrap,
                            real_reference=real_images)

@@ -1,4 +1,5 @@
-"""Options shared by the commands that read a finished run (`legato evaluate`, `legato sweep`).
+"""Options shared by the commands that read a finished run (`legato evaluate`, `legato sweep`), and
+`--judge-crop`, which `legato unlearn` shares with them.
 
 One definition each, so the two commands cannot drift apart in names, defaults or help.
 """
@@ -15,4 +16,8 @@ TARGET_INDEX = typer.Option(0, "--target-index", help="Which photo of a folder w
                             "out.")
 IDENTITY_MODEL = typer.Option(None, "--identity-model", help="dlib | arcface:PATH | curricularface:PATH | "
                               "synthfaces; default: the generator's own.")
+JUDGE_CROP = typer.Option(None, "--judge-crop", help="How the judge finds the face in generated images: fixed (its "
+                          "own fixed crop; the default) | mtcnn:DIR (MTCNN landmarks warped to the ArcFace template, "
+                          "the papers' ID protocol; DIR holds pnet.npy, rnet.npy, onet.npy; needs an arcface:PATH or "
+                          "curricularface:PATH judge).")
 SEED = typer.Option(0, "--seed", help="Random seed.")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from legato.cli import run_options
+
 DEMO_PERSON = "person:1000003"  # a fixed held-out SynthFaces person (seeds ≥ 1,000,000 are never trained on)
 
 
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
         judge_model: str = typer.Option(None, "--judge-model",
                                         help="Identity model that judges the result (ID, ID_others, preservation), "
                                              "if not the loss's --identity-model; the papers: CurricularFace."),
+        judge_crop: str = run_options.JUDGE_CROP,
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
                                  "method, else the reference's 1e-4."),
         target: str = typer.Option(None, help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average | "
@@ -169,7 +172,7 @@ def register(app: typer.Typer) -> None:
         metrics = unlearn(generator, identity, out, config, target_index=target_index,
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,
-                          identity_model=identity_model, judge_model=judge_model,
+                          identity_model=identity_model, judge_model=judge_model, judge_crop=judge_crop,
                           fid_features=inception, real_images=real_images, extend=extend)
         _print_table(metrics, out)
 

@@ -212,8 +212,12 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
                     "views": n_views, "seed": seed}
     if identity_model is None:
         result["identity_note"] = NO_IDENTITY_NOTE
-    elif getattr(identity_model, "threshold", None) is not None:
-        result["threshold"] = float(identity_model.threshold)
+    else:
+        # how the judge finds the face: fixed | dlib | mtcnn (--judge-crop; counts its fixed-crop fallbacks)
+        result["judge_crop"] = str(getattr(identity_model, "crop", "fixed"))
+        if getattr(identity_model, "threshold", None) is not None:
+            result["threshold"] = float(identity_model.threshold)
+    crop_counts = (identity_model.images, identity_model.fallbacks) if hasattr(identity_model, "fallbacks") else None
     if n_fid and extractor is None:
         result["fid_note"] = ("no FID features: no identity model to take them from and no Inception weights "
                               "given (--inception PATH), so FID was not computed")
@@ -246,6 +250,9 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             id_metric("id_preservation", random_ws(source, n_random, seed + 1), per_view=False)
         else:
             result.update(id_preservation=None, id_preservation_n=0, id_preservation_ci95=None)
+        if crop_counts is not None:  # images embedded by this evaluation, and those MTCNN found no face in
+            result["judge_crop_images"] = identity_model.images - crop_counts[0]
+            result["judge_crop_fallbacks"] = identity_model.fallbacks - crop_counts[1]
 
         result["fid_features"] = None if extractor is None else extractor.name
         result.update(fid_pre=None, fid_pre_n=0, fid_pre_ci95=None,

@@ -48,12 +48,21 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.concatenate([scale * rot, shift[:, None]], axis=1)
 
 
-def warp(images: torch.Tensor, matrix: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+def warp(
+    images: torch.Tensor,
+    matrix: np.ndarray | torch.Tensor,
+    size: int,
+    *,
+    antialias: bool = True,
+    padding_mode: str = "border",
+) -> torch.Tensor:
     """Resample `images` `[N, C, H, W]` into `size`×`size` crops through a similarity transform.
 
     `matrix` (`[2, 3]` or `[N, 2, 3]`) takes input coordinates to crop coordinates (both continuous
     pixels). When the crop is much smaller than the face in the input, the input is first downsampled
-    with antialiasing, so the result is smooth and the gradient reaches every input pixel.
+    with antialiasing, so the result is smooth and the gradient reaches every input pixel;
+    `antialias=False` samples the input itself, point by point (OpenCV's `warpAffine` with bilinear
+    interpolation; with `padding_mode="zeros"` also its black outside the image).
     Differentiable with respect to `images`.
     """
     n, _, h, w = images.shape
@@ -61,7 +70,7 @@ def warp(images: torch.Tensor, matrix: np.ndarray | torch.Tensor, size: int) -> 
     if m.dim() == 2:
         m = m.expand(n, 2, 3)
     scale = float(torch.linalg.det(m[:, :, :2]).abs().sqrt().min())
-    if scale < 0.5:  # more than 2 input pixels per crop pixel: antialias first
+    if antialias and scale < 0.5:  # more than 2 input pixels per crop pixel: antialias first
         factor = min(1.0, 2.0 * scale)
         new_h, new_w = max(1, round(h * factor)), max(1, round(w * factor))
         images = F.interpolate(
@@ -78,7 +87,7 @@ def warp(images: torch.Tensor, matrix: np.ndarray | torch.Tensor, size: int) -> 
     norm_from_input = torch.tensor([[2 / w, 0, -1], [0, 2 / h, -1], [0, 0, 1]], dtype=torch.float64)
     theta = (norm_from_input @ inv @ crop_from_norm)[:, :2].to(images.dtype).to(images.device)
     grid = F.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def ffhq_to_template(image_size: int, template: np.ndarray = ARCFACE_TEMPLATE_112) -> np.ndarray:

@@ -26,12 +26,15 @@ class IdentityModel(ABC):
     - `embed_photos(photos)`: real photos (paths or PIL images): detects the face, aligns it to the
       crop this network was trained on and embeds it.
     - `threshold`: cosine similarity at or above which two embeddings are the same person.
+    - `crop`: how `embed` finds the face in a generator's output: fixed (a fixed framing) | dlib (dlib's
+      detector) | mtcnn (MTCNN's landmarks, `identity.cropped`).
     """
 
     name: str = "identity"
     threshold: float = 0.5
     differentiable: bool = False
     dim: int = 0
+    crop: str = "fixed"
 
     @abstractmethod
     def embed(self, images: torch.Tensor) -> torch.Tensor:

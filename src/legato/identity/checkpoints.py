@@ -1,11 +1,17 @@
-"""Reading user-supplied PyTorch state dicts safely (`weights_only=True`) and checking them by name."""
+"""Reading user-supplied weights safely and checking them by name.
+
+PyTorch state dicts are read with `weights_only=True`; NumPy `.npy` files that pickle a dict of arrays
+(the MTCNN weights of the papers' evaluation code) with an unpickler that can build arrays and nothing else.
+"""
 
 from __future__ import annotations
 
+import codecs
 import pickle
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,3 +89,73 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path
             "takes CurricularFace_Backbone.pth"
         )
     model.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
+# The function NumPy pickles arrays with (`numpy.core.multiarray._reconstruct`, `numpy._core...` in
+# NumPy 2), taken from an array's own reduction so no deprecated module is imported to find it.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+class _Refused(Exception):
+    """A pickle asked for a global outside the allowed few."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds NumPy arrays, dtypes and plain containers; every other global is refused, so nothing runs."""
+
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("_codecs", "encode"): codecs.encode,  # how protocol-2 pickles carry an array's bytes
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.allowed:
+            raise _Refused(f"{module}.{name}")
+        return self.allowed[(module, name)]
+
+
+def read_pickled_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a `.npy` file holding a pickled dict name → array (`np.save(path, {...})`).
+
+    Never runs code stored in the file: the pickle may build only arrays and dtypes (see
+    `_ArrayUnpickler`); a file that asks for anything else is refused with a `CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such weights file")
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise CheckpointError(f"{path}: .npy format version {version} is not supported (1.0 or 2.0)")
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            if dtype != np.dtype(object) or shape != ():
+                raise CheckpointError(
+                    f"{path}: holds a {dtype} array of shape {shape}, not a pickled dict of arrays"
+                )
+            obj = _ArrayUnpickler(f).load()
+    except _Refused as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the file asks to run or build {e}, not just arrays "
+            "(only a pickled dict of NumPy arrays is accepted)"
+        ) from None
+    except CheckpointError:
+        raise
+    except Exception as e:  # a corrupt or truncated pickle fails in many ways; none of them runs code
+        detail = (str(e).splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable .npy weights file ({type(e).__name__}: {detail})") from e
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj.item()
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
+    ):
+        raise CheckpointError(f"{path}: expected a dict of names → arrays, found {type(obj).__name__}")
+    return obj

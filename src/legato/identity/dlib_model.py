@@ -55,6 +55,7 @@ class DlibModel(IdentityModel):
     threshold = DLIB_COSINE_THRESHOLD
     differentiable = False
     dim = 128
+    crop = "dlib"
 
     def __init__(self, config: DlibConfig | None = None) -> None:
         self.config = config or DlibConfig()

@@ -61,6 +61,7 @@ def unlearn(
     generator_spec: str = "synthfaces",
     identity_model: str | None = None,
     judge_model: str | None = None,
+    judge_crop: str | None = None,
     source=None,
     adapter_name: str = "forget",
     fid_features=None,
@@ -72,7 +73,8 @@ def unlearn(
     `refine_steps` (for photo identities) overrides `config.refine_steps`.
     `identity_model` (a spec for `legato.identity.load`, default: the backend's own) drives the identity loss
     and, unless `judge_model` names another, judges the result; the papers train with ArcFace IR-SE50 and
-    judge with CurricularFace IR-101. `fid_features` (Inception weights, `--inception`) replaces the identity
+    judge with CurricularFace IR-101 on MTCNN crops (`judge_crop="mtcnn:DIR"`, see `identity.cropped`;
+    default: the judge's fixed crop). `fid_features` (Inception weights, `--inception`) replaces the identity
     model's features for FID; `real_images` (a folder or a statistics .npz) gives ΔFID_real where the backend
     has no real images of its own. Returns the metrics dict also written to `out/metrics.json`.
 
@@ -88,6 +90,9 @@ def unlearn(
         raise InputError(f"nothing to resume: {work / CHECKPOINT} does not exist")
     if config is not None:
         config.validate()  # before any loading: a bad option fails at once
+    from legato.identity.cropped import load_judge_crop, with_judge_crop
+
+    judge_detector = load_judge_crop(judge_crop)  # a bad --judge-crop fails before the long steps too
     if isinstance(generator, str):
         from legato.generators import load
 
@@ -129,12 +134,14 @@ def unlearn(
             model = load_identity_model(spec)
         if model is not None:
             _freeze(model)
-            if isinstance(model, torch.nn.Module):  # judge and loss run where the generator runs
+            if callable(getattr(model, "to", None)):  # judge and loss run where the generator runs
                 model.to(ws_u.device)
         return model
 
     loss_model = identity_from(identity_model)
     identity_model = loss_model if judge_model is None else identity_from(judge_model)  # the judge
+    if judge_detector is not None:  # the judge sees MTCNN crops (a new object: the loss keeps its own crop)
+        identity_model = with_judge_crop(identity_model, judge_detector).to(ws_u.device)
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
     loss_identity_model = loss_model if getattr(loss_model, "differentiable", True) else None
     perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)

@@ -22,24 +22,15 @@ class Pair:
     dial: object | None  # the strength dial (adapter set or LoRA set); None for fine-tuned weights
 
 
-def _freeze(model):
-    """Eval mode, no gradients — for modules; identity models that are not modules pass through."""
-    if hasattr(model, "eval"):
-        model.eval()
-    if hasattr(model, "parameters"):
-        for p in model.parameters():
-            p.requires_grad_(False)
-    return model
-
-
 def load_pair(generator_spec: str, adapter_dir: Path | None, strength: float | None = None) -> Pair:
     """The source generator and its unlearned counterpart read from `adapter_dir` (None: both the base)."""
     from legato.errors import InputError
     from legato.generators import load
     from legato.unlearning.methods import load_result
+    from legato.unlearning.run import freeze
 
-    generator = _freeze(load(generator_spec))
-    source = _freeze(copy.deepcopy(generator))  # copied before any adapter is attached
+    generator = freeze(load(generator_spec))
+    source = freeze(copy.deepcopy(generator))  # copied before any adapter is attached
     if adapter_dir is None:
         if strength is not None:
             raise InputError("--strength needs --adapter")
@@ -90,8 +81,9 @@ def load_identity_model(spec: str | None, source, detector=None):
     if spec is None:
         return with_judge_crop(source.identity_model(), detector) if detector is not None else None
     from legato.identity import load
+    from legato.unlearning.run import freeze
 
-    return with_judge_crop(_freeze(load(spec)), detector)
+    return with_judge_crop(freeze(load(spec)), detector)
 
 
 def print_metrics(metrics: dict, title: str) -> None:

@@ -34,7 +34,7 @@ def work_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _freeze(model):
+def freeze(model):
     """Eval mode, no gradients — for modules; other callables (wrapped identity models) pass through."""
     if hasattr(model, "eval"):
         model.eval()
@@ -110,7 +110,7 @@ def unlearn(
 
     # The source is the frozen original. When forgetting several people one after another, pass the pristine
     # base as `source` (a deep copy of a model that already carries adapters would share their hooks).
-    source = _freeze(copy.deepcopy(generator)) if source is None else _freeze(source)
+    source = freeze(copy.deepcopy(generator)) if source is None else freeze(source)
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
         identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps)
     ws_u = ident.ws.detach()
@@ -133,7 +133,7 @@ def unlearn(
 
             model = load_identity_model(spec)
         if model is not None:
-            _freeze(model)
+            freeze(model)
             if callable(getattr(model, "to", None)):  # judge and loss run where the generator runs
                 model.to(ws_u.device)
         return model
@@ -147,7 +147,7 @@ def unlearn(
     perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)
     # the trained parameters start from the seed alone, whatever models were built before them
     torch.manual_seed(config.seed)
-    trainable = build(_freeze(generator), config, adapter_name=adapter_name)
+    trainable = build(freeze(generator), config, adapter_name=adapter_name)
     if extend is not None:
         warm_start(trainable, _adapter_folder(extend), source)
 
@@ -176,7 +176,7 @@ def unlearn(
                    # one person: checked after every step until forgotten; several: at the quick scores
                    forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None)
 
-    unlearned = _freeze(trainable.unlearned)
+    unlearned = freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
                        n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress,
                        fid_features=fid_features, real_reference=real_images)

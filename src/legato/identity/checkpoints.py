@@ -63,28 +63,28 @@ def describe_ir_checkpoint(state: dict[str, torch.Tensor]) -> str:
     return f"an IR{'-SE' if se else ''} backbone ({depth if isinstance(depth, str) else f'depth {depth}'})"
 
 
+def state_mismatch(own: dict, given: dict) -> str | None:
+    """What keeps the tensors `given` (names → arrays or tensors) from loading into a module whose state dict
+    is `own`: missing, unexpected and wrong-shaped names, as one phrase; None when they fit."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    wrong = [f"{k} {tuple(given[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in given and tuple(given[k].shape) != tuple(v.shape)]
+    parts = [f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else []
+    parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []
+    parts += [f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})"] if wrong else []
+    return "; ".join(parts) or None
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, expected: str) -> None:
     """Copy `state` into `model` by name, or raise a `CheckpointError` saying what does not fit."""
     own = model.state_dict()
     # Checkpoints written before PyTorch 0.4.1 have no BatchNorm step counters; they are not weights.
     given, state = state, {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
+    mismatch = state_mismatch(own, state)
+    if mismatch:
         raise CheckpointError(
-            f"{path}: does not fit {expected}: {'; '.join(parts)}. The file looks like "
+            f"{path}: does not fit {expected}: {mismatch}. The file looks like "
             f"{describe_ir_checkpoint(given)}; arcface:PATH takes model_ir_se50.pth, curricularface:PATH "
             "takes CurricularFace_Backbone.pth"
         )

@@ -41,7 +41,7 @@ from torch import nn
 
 from legato.errors import CheckpointError, InputError
 from legato.identity.align import ARCFACE_TEMPLATE_112, align_ffhq, similarity_transform, warp
-from legato.identity.checkpoints import read_pickled_arrays
+from legato.identity.checkpoints import read_pickled_arrays, state_mismatch
 
 WEIGHT_FILES = {"pnet": "pnet.npy", "rnet": "rnet.npy", "onet": "onet.npy"}
 CELL, STRIDE = 12, 2  # P-Net sees 12×12 windows every 2 pixels of a pyramid level
@@ -332,16 +332,9 @@ class MTCNN(nn.Module):
 
 def _load_arrays(net: nn.Module, arrays: dict[str, np.ndarray], file: Path) -> None:
     """Copy `arrays` into `net` by name, or raise a `CheckpointError` saying what does not fit."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in arrays]
-    unexpected = [k for k in arrays if k not in own]
-    wrong = [f"{k} {arrays[k].shape} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in arrays and tuple(arrays[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else []
-        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []
-        parts += [f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})"] if wrong else []
-        raise CheckpointError(f"{file}: does not fit MTCNN's {type(net).__name__}: {'; '.join(parts)}")
+    mismatch = state_mismatch(net.state_dict(), arrays)
+    if mismatch:
+        raise CheckpointError(f"{file}: does not fit MTCNN's {type(net).__name__}: {mismatch}")
     bad = [k for k, a in arrays.items() if not np.issubdtype(a.dtype, np.floating)]
     if bad:
         raise CheckpointError(f"{file}: {bad[0]} holds {arrays[bad[0]].dtype} values, not floats")

@@ -141,3 +141,27 @@ def test_colour_term_sees_a_wrong_hue_in_a_few_pixels():
     assert loss_fn(wrong, real) < 0.05  # four pixels of 256: plain L1 hardly notices
     assert colour_loss(wrong, real, masks) > 0.6  # the mean colour in the mask differs by 2/3 per channel
     assert colour_loss(real, real, masks) == 0.0
+
+
+def test_outline_term_charges_a_feature_painted_wider_than_it_is():
+    from legato.synthfaces.train_generator import colour_loss, outline_loss
+
+    real = torch.zeros(1, 3, 16, 16)
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[0, 0, 7:9, 5:11] = 1.0  # thin "lips"
+    real[0, 0, 7:9, 5:11] = 1.0
+    patch = torch.zeros_like(real)
+    patch[0, 0, 5:11, 3:13] = 1.0  # the same colour, painted as a wide patch over and around them
+    assert colour_loss(patch, real, masks) == 0.0  # the colour term cannot tell
+    # the ring around the lips is red where the render is not: 1/3 per channel there, averaged with the inside
+    assert outline_loss(patch, real, masks) > 0.15
+    assert outline_loss(real, real, masks) == 0.0
+
+
+def test_an_outline_cycle_is_recorded(tmp_path):
+    from legato.synthfaces import train_generator as tg
+
+    out = tmp_path / "g.safetensors"
+    tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
+    second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3, outline_weight=3.0)
+    assert second["cycles"][1]["outline_weight"] == 3.0 and second["cycles"][0]["outline_weight"] == 0.0

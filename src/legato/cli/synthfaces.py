@@ -121,6 +121,9 @@ def register(app: typer.Typer) -> None:
                                              "pixels of irises, pupils, brows, lips and glasses rims (0: none)."),
         colour_weight: float = typer.Option(0.0, "--colour-weight", help="generator: weight of the term on the "
                                             "mean colour of irises, lips and glasses rims (0: none)."),
+        outline_weight: float = typer.Option(0.0, "--outline-weight", help="generator: weight of the term on the "
+                                             "mean colour of lips, teeth and glasses rims and of a ring just "
+                                             "outside them (0: none)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -139,7 +142,8 @@ def register(app: typer.Typer) -> None:
             gen_opts = {"seconds": seconds, "extend_seconds": extend_seconds, "edge_weight": edge_weight,
                         "threads": threads, "region_weight": region_weight, "mask_weight": mask_weight,
                         "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
-                        "colour_weight": colour_weight, **_generator_shape(grow_from, widths, coords),
+                        "colour_weight": colour_weight, "outline_weight": outline_weight,
+                        **_generator_shape(grow_from, widths, coords),
                         # --lr sets the peak of the cycle this command runs: the first, or the extension
                         **({("extend_lr" if extend_seconds else "lr"): lr} if lr else {})}
             results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)

@@ -28,6 +28,8 @@ DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to
 WEIGHTED_FEATURES = ("iris", "pupil", "brow", "lips", "glasses")
 # the features whose mean colour `colour_weight` compares (eye colour, lip colour, whether glasses are drawn)
 COLOUR_FEATURES = ("iris", "lips", "glasses")
+# the features whose outline `outline_weight` holds: the colour just outside them must be the render's too
+OUTLINE_FEATURES = ("lips", "teeth", "glasses")
 
 
 def _batch(n: int, g: torch.Generator, region_weight: float = 0.0, masks: bool = False,
@@ -113,6 +115,18 @@ def colour_loss(fake: torch.Tensor, real: torch.Tensor, masks: torch.Tensor, min
     return diff[present].mean()
 
 
+def outline_loss(fake: torch.Tensor, real: torch.Tensor, masks: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """`colour_loss` inside each mask `[B, K, H, W]` and inside a ring `radius` pixels wide just outside it.
+
+    The colour term alone is met by painting a feature wider than it is (a pink patch holds the lips' mean
+    colour wherever the lips fall); the ring, skin in the render, charges for every pixel of paint that
+    spills over, once per feature like the colour term, so only a feature of the render's own size and
+    place meets both.
+    """
+    ring = (F.max_pool2d(masks, 2 * radius + 1, 1, radius) - masks).clamp(0.0, 1.0)
+    return colour_loss(fake, real, torch.cat([masks, ring], 1))
+
+
 def _image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
@@ -158,7 +172,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
           extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
           grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0,
           mask_weight: float = 0.0, adversarial_weight: float = 0.0, feature_weight: float = 0.0,
-          colour_weight: float = 0.0) -> dict:
+          colour_weight: float = 0.0, outline_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
@@ -176,7 +190,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     brows, lips and glasses rims themselves (`WEIGHTED_FEATURES`, from the renderer's masks): the region
     weight covers a whole eye box, in which a two-pixel iris is still a small share of the loss.
     `colour_weight` adds `colour_loss` on the irises, lips and glasses rims (`COLOUR_FEATURES`): their mean
-    colour, each feature counted once per image whatever its size.
+    colour, each feature counted once per image whatever its size. `outline_weight` adds `outline_loss` on the
+    lips, teeth and glasses rims (`OUTLINE_FEATURES`): their mean colour and that of a 2-pixel ring around
+    them, so a feature cannot be painted wider than the render draws it.
     """
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
@@ -224,7 +240,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
                    "region_weight": region_weight, "mask_weight": mask_weight,
                    "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
-                   "colour_weight": colour_weight}]
+                   "colour_weight": colour_weight, "outline_weight": outline_weight}]
         if grown_from is not None:
             cycles[0]["grown_from"] = grown_from
     last = cycles[-1]
@@ -234,7 +250,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
                        "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
                        "mask_weight": mask_weight, "adversarial_weight": adversarial_weight,
-                       "feature_weight": feature_weight, "colour_weight": colour_weight, "extension": True})
+                       "feature_weight": feature_weight, "colour_weight": colour_weight,
+                       "outline_weight": outline_weight, "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0
@@ -259,7 +276,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
-    ema = d_ema = c_ema = None
+    ema = d_ema = c_ema = o_ema = None
     try:
         while fraction() < 1.0:
             f = fraction()
@@ -267,8 +284,10 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             for group in opt.param_groups:
                 group["lr"] = cycle["lr"] * warm * 0.5 * (1 + math.cos(math.pi * min(f, 1.0)))
             masks_w, colour_w = cycle.get("mask_weight", 0.0), cycle.get("colour_weight", 0.0)
+            outline_w = cycle.get("outline_weight", 0.0)
             z, cam, target, weight, masks = _batch(batch_size, rng, cycle.get("region_weight", 0.0),
-                                                   bool(masks_w or colour_w), cycle.get("feature_weight", 0.0))
+                                                   bool(masks_w or colour_w or outline_w),
+                                                   cycle.get("feature_weight", 0.0))
             if masks_w:
                 fake, feat64 = _forward_with_last_features(gen, z, cam)
                 loss = loss_fn(fake, target, cycle["edge_weight"], weight) + masks_w * mask_loss(aux(feat64), masks)
@@ -280,6 +299,10 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                 colour = colour_loss(fake, target, masks[:, [MASK_NAMES.index(k) for k in COLOUR_FEATURES]])
                 loss = loss + colour_w * colour
                 c_ema = colour.item() if c_ema is None else 0.98 * c_ema + 0.02 * colour.item()
+            if outline_w:
+                outline = outline_loss(fake, target, masks[:, [MASK_NAMES.index(k) for k in OUTLINE_FEATURES]])
+                loss = loss + outline_w * outline
+                o_ema = outline.item() if o_ema is None else 0.98 * o_ema + 0.02 * outline.item()
             adv_w = cycle.get("adversarial_weight", 0.0)
             if adv_w:
                 # the critic's step first (hinge loss on renders vs the generator's images), then the generator
@@ -306,6 +329,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                     rec["critic_loss"] = round(d_ema, 4)
                 if c_ema is not None:
                     rec["colour_loss"] = round(c_ema, 5)
+                if o_ema is not None:
+                    rec["outline_loss"] = round(o_ema, 5)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 if progress:

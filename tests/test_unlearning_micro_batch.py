@@ -62,6 +62,22 @@ def test_micro_batches_match_the_whole_batch_with_several_people(tmp_path):
         assert torch.equal(ck["rng"], ckpt["rng"])
 
 
+def test_micro_batches_match_the_whole_batch_with_the_gated_field(tmp_path):
+    # the membership term is computed once per iteration from every chunk's latents, so chunks change
+    # neither the gate's gradients nor the negatives it draws (the torch RNG ends each iteration alike)
+    params, log, final, ckpt = _run(tmp_path, "legato", None, people=2, targets_per_step=2, field="gated")
+    assert log[-1]["gate"] > 0
+    for micro_batch in (1, 3):
+        p, lg, fin, ck = _run(tmp_path, "legato", micro_batch, people=2, targets_per_step=2, field="gated")
+        for k, ref in params.items():
+            assert torch.allclose(p[k], ref, rtol=1e-4, atol=1e-5 * max(ref.abs().max().item(), 1.0)), \
+                (micro_batch, k)
+        for ref_rec, rec in zip(log, lg, strict=True):
+            for key in ("total", "local", "adjacency", "global", "trajectory", "gate"):
+                assert rec[key] == pytest.approx(ref_rec[key], rel=1e-4, abs=2e-6), (micro_batch, rec["step"], key)
+        assert torch.equal(ck["torch_rng"], ckpt["torch_rng"])
+
+
 def test_micro_batch_setting():
     with pytest.raises(InputError, match="micro-batch"):
         UnlearnConfig(micro_batch=0).validate()

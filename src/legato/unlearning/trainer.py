@@ -151,7 +151,8 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
     chunks sum to the whole batch's terms. With `reduction="sum"` (the reference code) the adjacency and
     global terms are sums over their rows; the reference trajectory term reads the forgotten latent (row 0,
     in the first chunk) alone. The gated field's membership term opens the gate for the first `n_gate_open`
-    rows (default: the forgotten latents) and shuts it for the global rows.
+    rows (default: the forgotten latents) and shuts it for the global rows; the last chunk carries all of
+    it (the gate reads latents only, recorded by every chunk's forward pass).
     """
     a, b = rows
     loc = max(0, min(b, n_loc) - a)  # rows of this chunk with local terms (and features)
@@ -174,9 +175,13 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
         trajectory = trainable.trajectory_loss(local, forgotten_row=0 if a == 0 else None)
     else:
         trajectory = _share(trainable.trajectory_loss(local), b - a, n_all)
-    row = torch.arange(a, b, device=img_u.device)
-    n_open = n_targets if n_gate_open is None else n_gate_open
-    gate = _share(trainable.gate_loss(row < n_open, row >= n_loc, zero), b - a, n_all)
+    if b == n_all:  # the membership term once per iteration, from the conditions every chunk recorded (its
+        # negatives are drawn once, so chunks give the whole batch's term, gradients and random draws)
+        row = torch.arange(n_all, device=img_u.device)
+        n_open = n_targets if n_gate_open is None else n_gate_open
+        gate = trainable.gate_loss(row < n_open, row >= n_loc, zero)
+    else:
+        gate = zero
     total = (w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
              + w.gate * gate)
     return {"total": total, "local": local, "adjacency": adjacency, "global": global_, "trajectory": trajectory,

@@ -60,6 +60,8 @@ class Trainable:
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: p.detach().clone() for k, p in self._named.items()}
         state.update({f"buffer::{k}": b.clone() for k, b in self.buffers.items()})
+        # the gate's bank of other people's latents, so that a resumed run draws its negatives as before
+        state.update({f"gate_buffer::{site}": bank.clone() for site, bank in self.gate_buffer.items()})
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -68,6 +70,7 @@ class Trainable:
                 p.copy_(state[k])
             for k, b in self.buffers.items():
                 b.copy_(state[f"buffer::{k}"])
+        self.gate_buffer = {k.split("::", 1)[1]: v.clone() for k, v in state.items() if k.startswith("gate_buffer::")}
 
     def trajectory_loss(self, reference: torch.Tensor, forgotten_row: int | None = 0) -> torch.Tensor:
         """The trajectory term of the forward calls since the last call (their records are consumed).

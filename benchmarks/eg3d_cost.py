@@ -63,7 +63,7 @@ def child(method: str, resolution: int, iterations: int, threads: int) -> dict:
     from legato.unlearning.config import UnlearnConfig
     from legato.unlearning.losses import LPIPSDistance
     from legato.unlearning.methods import build
-    from legato.unlearning.run import _freeze
+    from legato.unlearning.run import freeze
     from legato.unlearning.targets import ufo_target
     from legato.unlearning.trainer import train
 
@@ -72,11 +72,11 @@ def child(method: str, resolution: int, iterations: int, threads: int) -> dict:
     cfg = UnlearnConfig.for_generator(gen, method=method, iterations=iterations, micro_batch=1, log_every=1,
                                       eval_every=10**9, checkpoint_every=10**9)
     gen.use_reference_protocol()
-    source = _freeze(copy.deepcopy(gen))
+    source = freeze(copy.deepcopy(gen))
     with torch.no_grad():
         ws_u = source.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(1)))
     ws_t = ufo_target(ws_u, source.w_avg, cfg.target, 30.0)
-    trainable = build(_freeze(gen), cfg)
+    trainable = build(freeze(gen), cfg)
     perceptual = LPIPSDistance(parity_lpips.RandomLPIPSVGG(seed=3), "vgg")
     identity = IRSE50Model.random(seed=4)
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,7 +84,7 @@ def run_ours(work: Path, kind: str, ref: dict, draws: dict) -> dict:
     from legato.unlearning.config import UnlearnConfig
     from legato.unlearning.losses import LPIPSDistance
     from legato.unlearning.methods import build
-    from legato.unlearning.run import _freeze
+    from legato.unlearning.run import freeze
     from legato.unlearning.targets import ufo_target
 
     sys.path.insert(0, str(HERE))
@@ -98,11 +98,11 @@ def run_ours(work: Path, kind: str, ref: dict, draws: dict) -> dict:
     cfg = UnlearnConfig.for_generator(gen, method=kind, iterations=1, micro_batch=1, checkpoint_every=10**9,
                                       eval_every=10**9, log_every=1)
     changes = gen.use_reference_protocol()
-    source = _freeze(__import__("copy").deepcopy(gen))
+    source = freeze(__import__("copy").deepcopy(gen))
     ws_u = ref["w_u"].float()
     ws_t = ufo_target(ws_u, source.w_avg, cfg.target, 30.0)
     torch.manual_seed(cfg.seed)
-    trainable = build(_freeze(gen), cfg)
+    trainable = build(freeze(gen), cfg)
     if kind == "legato":
         with torch.no_grad():
             for name, value in ref["adapters"].items():

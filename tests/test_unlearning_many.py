@@ -181,3 +181,28 @@ def test_gate_positives_choose_which_rows_open_the_gate(tmp_path, monkeypatch, p
 def test_unknown_gate_positives_are_refused():
     with pytest.raises(InputError, match="gate-positives"):
         UnlearnConfig(gate_positives="everyone").validate()
+
+
+def test_a_keyed_set_opens_for_exactly_the_forgotten_people(tmp_path):
+    """`--field keyed` end to end: the adapter file holds each forgotten latent as a key, the reloaded gate
+    is fully open for them and nearly shut for random people."""
+    from legato.unlearning.methods import load_result
+
+    people = write_list(tmp_path / "people.txt", "seed:5", "seed:6", "seed:7")
+    keyed = config(field="keyed", iterations=40, lr=1e-2, log_every=10, eval_every=40, checkpoint_every=40)
+    metrics = unlearn("toy", f"@{people}", tmp_path / "keyed", keyed, **FAST)
+    source = load("toy")
+    loaded = load_result(tmp_path / "keyed" / "adapter", load("toy"))
+    assert loaded.dial.config.gate_keys == 3
+    saved = load_file(str(tmp_path / "keyed" / "adapter" / "target_ws.safetensors"))
+    site = source.adapter_sites()[0]
+    seen = {}
+    module = dict(loaded.unlearned.named_modules())[site]
+    hook = module.register_forward_hook(lambda m, i, o: seen.update(w=i[1]))
+    random_ws = source.mapping(torch.randn(64, source.z_dim, generator=torch.Generator().manual_seed(9)))
+    with torch.no_grad():
+        loaded.unlearned.synthesis(torch.cat([saved["ws"], random_ws]), source.views(1).expand(67, -1))
+    hook.remove()
+    openness = loaded.dial.adapter(site).field.openness(seen["w"])
+    assert torch.allclose(openness[:3], torch.ones(3)) and openness[3:].mean() < 0.3, openness
+    assert 0 <= metrics["id_preservation"] <= 1

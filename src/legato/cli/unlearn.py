@@ -67,7 +67,9 @@ def register(app: typer.Typer) -> None:
                                    "recommendation, else the reference's 256."),
         field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs, pixel by "
                                   "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
-                                  "(switched per sample by an MLP on the site's latent; for many people) | unet (3×3 "
+                                  "(switched per sample by an MLP on the site's latent; for many people) | keyed "
+                                  "(switched by the latent's distance to the forgotten ones, which the adapter "
+                                  "file then holds; for many people) | unet (3×3 "
                                   "convs with group norm: sees its neighbourhood)."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
         lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
         lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
-        lambda_gate: float = typer.Option(None, help="--field gated: weight of the gate's membership term "
+        lambda_gate: float = typer.Option(None, help="--field gated/keyed: weight of the gate's membership term "
                                           "(open for the forgotten people, shut for others; default 1)."),
         trajectory: str = typer.Option(None, help="Trajectory term: all (every adapter and latent) | reference "
                                        "(the LEGATO code's: one block, the forgotten latent, last step twice)."),

@@ -18,6 +18,7 @@ from torch import nn
 
 from legato.errors import InputError
 from legato.ode.adapter import ODEAdapter, trajectory_consistency
+from legato.ode.fields import CONDITIONED_FIELDS
 
 
 @dataclass
@@ -31,6 +32,7 @@ class AdapterConfig:
     method: str = "euler"
     condition_dim: int | None = None  # the gated field: the latent's width (the generator's w_dim)
     gate_hidden: int | None = None  # the gated field: its gate's width (None: `hidden`)
+    gate_keys: int = 0  # the keyed field: how many forgotten latents it remembers per site
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +77,8 @@ class AdapterSet(nn.Module):
         self.adapters = nn.ModuleDict(
             {_key(s): ODEAdapter(c, hidden=config.hidden, field=config.field, t_end=config.t_end,
                                  step_size=config.step_size, method=config.method,
-                                 condition_dim=config.condition_dim, gate_hidden=config.gate_hidden)
+                                 condition_dim=config.condition_dim, gate_hidden=config.gate_hidden,
+                                 gate_keys=config.gate_keys)
              for s, c in sites.items()}
         )
         self._model_ref = weakref.ref(model)
@@ -151,6 +154,36 @@ class AdapterSet(nn.Module):
         recorded = {site: self.adapter(site).consume_conditions() for site in self.sites}
         return {site: torch.cat(c) for site, c in recorded.items() if c}
 
+    def site_conditions(self, run) -> dict[str, torch.Tensor]:
+        """The latent each conditioned site is given while `run()` calls the model, `{site: [batch, dim]}`
+        (nothing is trained, no graph is kept; records of earlier calls are left as they were)."""
+        adapters = [self.adapter(site) for site in self.sites]
+        saved = [(a.record_trajectory, a.consume_conditions(), a.consume_trajectory_terms()) for a in adapters]
+        try:
+            for a in adapters:
+                a.record_trajectory = True
+            with torch.no_grad():
+                run()
+            return self.gate_conditions()
+        finally:
+            for a, (flag, conditions, terms) in zip(adapters, saved, strict=True):
+                a.consume_trajectory_terms()
+                a.record_trajectory, a._conditions, a._terms = flag, conditions, terms
+
+    def set_gate_keys(self, conditions: dict[str, torch.Tensor]) -> None:
+        """The keyed field: remember these latents `{site: [N, dim]}` as the forgotten ones (replacing any)."""
+        if self.config.field != "keyed":
+            raise InputError(f"set_gate_keys needs the keyed field (this set's is {self.config.field!r})")
+        missing = [s for s in self.sites if s not in conditions]
+        if missing:
+            raise InputError(f"no latents given for the keyed sites {missing}")
+        counts = {conditions[s].shape[0] for s in self.sites}
+        if len(counts) != 1:
+            raise InputError(f"every site needs the same number of keys (got {sorted(counts)})")
+        for site in self.sites:
+            self.adapter(site).field.set_keys(conditions[site])
+        self.config.gate_keys = counts.pop()
+
     def detach(self) -> None:
         """Remove this set's hooks; when the last set goes, the base's `requires_grad` flags come back."""
         for h in self._handles:
@@ -194,11 +227,11 @@ def attach(
     if not sites:
         raise InputError("attach() needs at least one site (a module name from model.named_modules())")
     config = AdapterConfig(**adapter_config)
-    if config.field == "gated" and config.condition_dim is None:  # the latent's width, from the generator
+    if config.field in CONDITIONED_FIELDS and config.condition_dim is None:  # the latent's width
         config.condition_dim = getattr(model, "w_dim", None)
         if not isinstance(config.condition_dim, int):
-            raise InputError("the gated field reads the latent at each site; this model has no w_dim, so pass "
-                             "condition_dim= to attach()")
+            raise InputError(f"the {config.field} field reads the latent at each site; this model has no w_dim, "
+                             "so pass condition_dim= to attach()")
     modules = dict(model.named_modules())
     unknown = [s for s in sites if s not in modules]
     if unknown:
@@ -218,7 +251,7 @@ def attach(
         model._legato_requires_grad = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    if config.field == "gated":
+    if config.field in CONDITIONED_FIELDS:
         _standardise_gates(model, adapter_set)
     adapter_set._install()
     sets[name] = adapter_set

@@ -206,6 +206,20 @@ def _backward_local_loss(source, trainable: Trainable, ws_u, ws_t, views, w, per
             (loss / (views.shape[0] * n)).backward()
 
 
+def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.Tensor, chunk: int = 16) -> None:
+    """The keyed field's gate opens at the forgotten latents: give it the latent each site sees for each of
+    them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none)."""
+    adapter_set = trainable.adapter_set
+    if adapter_set is None or adapter_set.config.field != "keyed":
+        return
+    parts = []
+    for a in range(0, ws_u.shape[0], chunk):
+        rows = ws_u[a:a + chunk]
+        parts.append(adapter_set.site_conditions(
+            lambda rows=rows: trainable.unlearned.synthesis(rows, camera.expand(rows.shape[0], -1))))
+    adapter_set.set_gate_keys({site: torch.cat([p[site] for p in parts]) for site in parts[0]})
+
+
 def train(
     source,
     trainable: Trainable,
@@ -261,6 +275,7 @@ def train(
     n_adj = 0 if local_only else config.n_adjacent
     n_glob = 0 if local_only else config.n_global
     views = source.views(11).to(device)
+    _remember_forgotten(trainable, ws_u, views[:1])
 
     t0 = time.perf_counter()
     losses: dict = {}

@@ -48,7 +48,10 @@ VARIANTS = {
     "gated": ({"field": "gated"}, "the 1×1 field switched per sample by an MLP on the site's latent, taught "
                                   "who is forgotten by the membership term"),
     "gated-gate-256": ({"field": "gated", "gate_hidden": 256}, "the gated field with a 256-wide gate"),
+    "keyed": ({"field": "keyed"}, "the 1×1 field switched by the latent's distance to the forgotten latents, "
+                                  "which it stores"),
 }
+MANY_FIELDS = ["conv1x1", "context", "gated", "keyed"]
 
 
 def run(name: str, specs: list[str], method: str, iterations: int, args, extend: Path | None = None,
@@ -326,7 +329,7 @@ def main() -> int:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
-    ap.add_argument("--fields", nargs="*", default=["conv1x1", "gated"], choices=["conv1x1", "context", "gated"],
+    ap.add_argument("--fields", nargs="*", default=["conv1x1", "gated"], choices=MANY_FIELDS,
                     help="adapter fields of the simultaneous series")
     ap.add_argument("--photo-people", type=int, default=10, help="people given by photos (the rest: seed:N)")
     ap.add_argument("--base-iterations", type=int, default=300)
@@ -336,7 +339,7 @@ def main() -> int:
     ap.add_argument("--continual-max", type=int, default=200)
     ap.add_argument("--continual-iterations", type=int, default=300)
     ap.add_argument("--continual-methods", nargs="*", default=["legato", "guide"])
-    ap.add_argument("--continual-field", default="conv1x1", choices=["conv1x1", "context", "gated"],
+    ap.add_argument("--continual-field", default="conv1x1", choices=MANY_FIELDS,
                     help="the adapter field of the legato continual series")
     ap.add_argument("--stacked", type=int, nargs="*", default=[1, 2, 5, 10, 20])
     ap.add_argument("--timing-repeats", type=int, default=5)

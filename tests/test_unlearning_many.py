@@ -206,3 +206,19 @@ def test_a_keyed_set_opens_for_exactly_the_forgotten_people(tmp_path):
     openness = loaded.dial.adapter(site).field.openness(seen["w"])
     assert torch.allclose(openness[:3], torch.ones(3)) and openness[3:].mean() < 0.3, openness
     assert 0 <= metrics["id_preservation"] <= 1
+
+
+def test_extending_a_keyed_set_keys_the_earlier_and_the_new_people(tmp_path):
+    from legato.unlearning.methods import load_result
+
+    first = tmp_path / "first"
+    keyed = config(field="keyed", iterations=4)
+    unlearn("toy", "seed:5", first, keyed, **FAST)
+    assert load_result(first / "adapter", load("toy")).dial.config.gate_keys == 1
+    more = write_list(tmp_path / "more.txt", "seed:6", "seed:7")
+    unlearn("toy", f"@{more}", tmp_path / "second", keyed, extend=first, **FAST)
+    loaded = load_result(tmp_path / "second" / "adapter", load("toy"))
+    site = loaded.dial.sites[0]
+    keys = loaded.dial.adapter(site).field.keys
+    earlier = load_result(first / "adapter", load("toy")).dial.adapter(site).field.keys
+    assert keys.shape[0] == 3 and torch.equal(keys[:1], earlier)  # the earlier person first, as replayed

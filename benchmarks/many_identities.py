@@ -222,6 +222,15 @@ def inference_cost(args) -> dict:
             load_result(folder, g)
             gated[n] = per_image(g)
     result["one_set_gated"] = gated
+    keyed = {}  # the keyed field: its gate compares each latent with N stored ones (random keys: timing only)
+    for n in args.sizes:
+        g = load_generator()
+        keyed_set = attach(g, g.adapter_sites(), name="keyed", **{**settings, "field": "keyed"})
+        people_ws = g.mapping(torch.randn(n, g.z_dim, generator=torch.Generator().manual_seed(1)))
+        keyed_set.set_gate_keys(keyed_set.site_conditions(
+            lambda g=g, people_ws=people_ws: g.synthesis(people_ws, g.views(1).expand(people_ws.shape[0], -1))))
+        keyed[n] = per_image(g)
+    result["one_set_keyed"] = keyed
     for k in args.stacked:
         g = load_generator()
         for i in range(k):
@@ -320,6 +329,8 @@ def markdown(rows: list[dict], cost: dict) -> str:
         lines.append(f"| one set forgetting {n} | {v / src:.2f} |")
     for n, v in sorted(cost.get("one_set_gated", {}).items(), key=lambda kv: int(kv[0])):
         lines.append(f"| one gated set forgetting {n} | {v / src:.2f} |")
+    for n, v in sorted(cost.get("one_set_keyed", {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| one keyed set forgetting {n} | {v / src:.2f} |")
     for k, v in sorted(cost["stacked"].items(), key=lambda kv: int(kv[0])):
         lines.append(f"| {k} stacked per-person sets | {v / src:.2f} |")
     return "\n".join(lines) + "\n"

@@ -59,7 +59,39 @@ class ContextField(Conv1x1Field):
         return self.out(self.act(self.inp(x) + context))
 
 
-class GatedField(Conv1x1Field):
+class _SwitchedField(Conv1x1Field):
+    """The 1×1 field times a per-sample gate read from the site's latent (`condition`, `[B, condition_dim]`),
+    standardised by `center`/`scale` (W is a narrow, off-centre cloud: per-coordinate spread ≈ 0.24 around a
+    mean of norm 2.6 on SynthFaces, and a gate on raw latents learns several times slower; `attach` sets
+    them from the generator's mapping, a bundle carries them). Subclasses define `openness`."""
+
+    conditioned = True
+
+    def __init__(self, channels: int, hidden: int, condition_dim: int | None, name: str) -> None:
+        super().__init__(channels, hidden)
+        if not condition_dim or condition_dim < 1:
+            from legato.errors import InputError
+
+            raise InputError(f"the {name} field needs the latent's width (condition_dim, the generator's w_dim)")
+        self.condition_dim = condition_dim
+        self.register_buffer("center", torch.zeros(condition_dim))
+        self.register_buffer("scale", torch.ones(condition_dim))
+
+    def standardised(self, condition: torch.Tensor) -> torch.Tensor:
+        return (condition - self.center) / self.scale
+
+    def openness(self, condition: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def switched(self, x: torch.Tensor, openness: torch.Tensor) -> torch.Tensor:
+        """The field at `x` scaled by a gate already computed (`openness`, `[B]`)."""
+        return openness.view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.switched(x, self.openness(condition))
+
+
+class GatedField(_SwitchedField):
     """The 1×1 field switched per sample by the site's latent: σ(gate(w))·f(x), gate a small MLP on w
     (Linear w_dim→hidden, LeakyReLU(0.2), Linear hidden→1).
 
@@ -71,22 +103,10 @@ class GatedField(Conv1x1Field):
     new gated adapter is still the identity. Parameters: 2·C·hidden + hidden + C + w_dim·hidden + 2·hidden + 1.
     """
 
-    conditioned = True
-
     def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None,
                  gate_hidden: int | None = None) -> None:
-        super().__init__(channels, hidden)
-        if not condition_dim or condition_dim < 1:
-            from legato.errors import InputError
-
-            raise InputError("the gated field needs the latent's width (condition_dim, the generator's w_dim)")
-        self.condition_dim = condition_dim
+        super().__init__(channels, hidden, condition_dim, "gated")
         self.gate_hidden = gate_hidden or hidden  # the gate's width (default: the field's)
-        # the latent standardised before the gate (W is a narrow, off-centre cloud: per-coordinate spread
-        # ≈ 0.24 around a mean of norm 2.6 on SynthFaces, and the raw gate learns several times slower);
-        # `attach` sets them from the generator's mapping, a bundle carries them
-        self.register_buffer("center", torch.zeros(condition_dim))
-        self.register_buffer("scale", torch.ones(condition_dim))
         self.gate = nn.Sequential(nn.Linear(condition_dim, self.gate_hidden), nn.LeakyReLU(0.2),
                                   nn.Linear(self.gate_hidden, 1))
         nn.init.zeros_(self.gate[2].weight)
@@ -94,22 +114,15 @@ class GatedField(Conv1x1Field):
 
     def openness(self, condition: torch.Tensor) -> torch.Tensor:
         """The gate per sample, `[B]` in (0, 1)."""
-        return torch.sigmoid(self.gate((condition - self.center) / self.scale)).squeeze(1)
-
-    def switched(self, x: torch.Tensor, openness: torch.Tensor) -> torch.Tensor:
-        """The field at `x` scaled by a gate already computed (`openness`, `[B]`)."""
-        return openness.view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
-
-    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.switched(x, self.openness(condition))
+        return torch.sigmoid(self.gate(self.standardised(condition))).squeeze(1)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, condition_dim={self.condition_dim}, gate_hidden={self.gate_hidden}"
 
 
-class KeyedField(Conv1x1Field):
+class KeyedField(_SwitchedField):
     """The 1×1 field switched per sample by how close the site's latent is to a forgotten one:
-    σ-free gate g(w) = exp(−min_i ‖ŵ − k_i‖² / (D·r²)), times f(x).
+    g(w)·f(x) with g(w) = exp(−min_i ‖ŵ − k_i‖² / (D·r²)).
 
     `keys` `[N, D]` are the forgotten latents at this site, standardised like the gated field's input (ŵ =
     (w − center) / scale), set before training (`AdapterSet.set_gate_keys`) and stored in the bundle. The
@@ -122,36 +135,21 @@ class KeyedField(Conv1x1Field):
     as its metadata already names them. Parameters: those of the 1×1 field + 1.
     """
 
-    conditioned = True
-
     def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None, keys: int = 0) -> None:
-        super().__init__(channels, hidden)
-        if not condition_dim or condition_dim < 1:
-            from legato.errors import InputError
-
-            raise InputError("the keyed field needs the latent's width (condition_dim, the generator's w_dim)")
-        self.condition_dim = condition_dim
-        self.register_buffer("center", torch.zeros(condition_dim))
-        self.register_buffer("scale", torch.ones(condition_dim))
+        super().__init__(channels, hidden, condition_dim, "keyed")
         self.register_buffer("keys", torch.zeros(int(keys), condition_dim))
         self.log_radius2 = nn.Parameter(torch.tensor(math.log(0.5)))
 
     def set_keys(self, conditions: torch.Tensor) -> None:
         """Remember `conditions` `[N, D]` (raw latents at this site) as the forgotten ones."""
-        self.keys = ((conditions.detach() - self.center) / self.scale).to(self.center)
+        self.keys = self.standardised(conditions.detach()).to(self.center)
 
     def openness(self, condition: torch.Tensor) -> torch.Tensor:
         if self.keys.shape[0] == 0:
             return condition.new_zeros(condition.shape[0])
-        standard = (condition - self.center) / self.scale
+        standard = self.standardised(condition)
         nearest = torch.cdist(standard, self.keys.to(standard)).min(dim=1).values.pow(2) / self.condition_dim
         return torch.exp(-nearest / self.log_radius2.exp())
-
-    def switched(self, x: torch.Tensor, openness: torch.Tensor) -> torch.Tensor:
-        return openness.view(-1, 1, 1, 1).to(x.dtype) * super().forward(x)
-
-    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.switched(x, self.openness(condition))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, condition_dim={self.condition_dim}, keys={self.keys.shape[0]}"

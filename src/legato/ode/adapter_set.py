@@ -101,9 +101,7 @@ class AdapterSet(nn.Module):
         def hook(module, inputs, output):
             if not self._enabled or adapter.strength <= 0:
                 return output
-            # a conditioned field reads the latent the site was given: its second input (the modulated
-            # convs of StyleGAN2, EG3D and SynthFaces are called as layer(x, w, ...))
-            condition = (inputs[1] if len(inputs) > 1 else None) if adapter.conditioned else None
+            condition = _site_latent(inputs) if adapter.conditioned else None
             if isinstance(output, tuple | list):  # adapt the first output (the feature map)
                 return type(output)([adapter(output[0], condition), *output[1:]])
             return adapter(output, condition)
@@ -155,20 +153,26 @@ class AdapterSet(nn.Module):
         return {site: torch.cat(c) for site, c in recorded.items() if c}
 
     def site_conditions(self, run) -> dict[str, torch.Tensor]:
-        """The latent each conditioned site is given while `run()` calls the model, `{site: [batch, dim]}`
-        (nothing is trained, no graph is kept; records of earlier calls are left as they were)."""
-        adapters = [self.adapter(site) for site in self.sites]
-        saved = [(a.record_trajectory, a.consume_conditions(), a.consume_trajectory_terms()) for a in adapters]
+        """The latent each site is given while `run()` calls the model, `{site: [batch, dim]}`, read by
+        temporary hooks on the site modules (no gradients; the adapters' own records are not touched)."""
+        seen: dict[str, list[torch.Tensor]] = {site: [] for site in self.sites}
+
+        def keep(found: list):
+            def hook(module, inputs, output):
+                latent = _site_latent(inputs)
+                if isinstance(latent, torch.Tensor):
+                    found.append(latent.detach())
+            return hook
+
+        modules = dict(self.model.named_modules())
+        handles = [modules[site].register_forward_hook(keep(seen[site])) for site in self.sites]
         try:
-            for a in adapters:
-                a.record_trajectory = True
             with torch.no_grad():
                 run()
-            return self.gate_conditions()
         finally:
-            for a, (flag, conditions, terms) in zip(adapters, saved, strict=True):
-                a.consume_trajectory_terms()
-                a.record_trajectory, a._conditions, a._terms = flag, conditions, terms
+            for h in handles:
+                h.remove()
+        return {site: torch.cat(found) for site, found in seen.items() if found}
 
     def set_gate_keys(self, conditions: dict[str, torch.Tensor]) -> None:
         """The keyed field: remember these latents `{site: [N, dim]}` as the forgotten ones (replacing any)."""
@@ -210,6 +214,12 @@ class AdapterSet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, sites={len(self.sites)}, strength={self.strength}, enabled={self.enabled}"
+
+
+def _site_latent(inputs: tuple) -> torch.Tensor | None:
+    """The latent a site was given: its second input (the modulated convs of StyleGAN2, EG3D and SynthFaces
+    are called as layer(x, w, ...)); None for a site called with the feature map alone."""
+    return inputs[1] if len(inputs) > 1 else None
 
 
 def attach(

@@ -3,8 +3,10 @@
 
     python benchmarks/many_identities.py [--sizes 1 10 50 200] [--continual-step 10 --continual-max 200]
 
-Writes results/many/summary.json, summary.md and docs/images/many_identities.png (with --update-docs).
-Finished runs are kept under results/many/ and reused by a rerun with the same settings (--resume).
+Writes results/many/summary.json, summary.md and many_identities.png. With --update-docs the rows it measured
+are merged into docs/data/many_identities.json (the measured series of every run, each row naming its
+generator) and the plots in docs/images are drawn from that file. Finished runs are kept under results/many/
+and reused by a rerun with the same settings (--resume).
 People: held-out SynthFaces persons (`person:N`, one photo forgotten, four held out for id_others) up to
 `--photo-people`, random latents (`seed:N`, no other photos) beyond; preservation is measured on random
 people not in the list.
@@ -24,6 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "many"
+MEASURED = ROOT.parent / "docs" / "data" / "many_identities.json"
 FIRST_PERSON = 1_000_300  # held-out SynthFaces people (seeds ≥ 1,000,000 are never trained on)
 FIRST_SEED = 50_000
 
@@ -31,6 +34,15 @@ FIRST_SEED = 50_000
 def people(n: int, photo_people: int, first: int = 0) -> list[str]:
     return [f"person:{FIRST_PERSON + i}" if i < photo_people else f"seed:{FIRST_SEED + i}"
             for i in range(first, first + n)]
+
+
+def generator_tag() -> str:
+    """The first 12 hex digits of the sha256 of the generator file the runs load (which cycle they ran on)."""
+    import hashlib
+
+    from legato.synthfaces.generator import WEIGHTS
+
+    return hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:12]
 
 
 def iterations_for(n: int, base: int, per_person: float, cap: int) -> int:
@@ -90,7 +102,35 @@ def row(kind: str, method: str, n: int, m: dict) -> dict:
             "forgotten_fraction_previous": m.get("forgotten_fraction_previous"),
             "id_target": m.get("id_target"), "id_others": m.get("id_others"),
             "id_others_forgotten_fraction": m.get("id_others_forgotten_fraction"),
-            "id_preservation": m.get("id_preservation"), "fid_pre": m.get("fid_pre"), "seconds": m.get("seconds")}
+            "id_preservation": m.get("id_preservation"), "fid_pre": m.get("fid_pre"), "seconds": m.get("seconds"),
+            "generator": generator_tag()}
+
+
+def row_key(r: dict) -> tuple:
+    """Rows with the same key measure the same thing: a new one replaces an old one in the measured file."""
+    return (r["kind"], r["method"], r.get("field", "conv1x1"), r.get("variant"), r["people"], r.get("generator"))
+
+
+def merge_measured(rows: list[dict], cost: dict | None, path: Path = MEASURED) -> dict:
+    """`path`'s rows with `rows` merged in (same key: the new row wins) and, when measured, the new inference
+    costs; written back one row per line."""
+    data = json.loads(path.read_text()) if path.is_file() else {"about": "", "generators": {}, "rows": [],
+                                                                  "inference": {}}
+    tag = generator_tag()
+    new = [{**r, "generator": r.get("generator") or tag} for r in rows]
+    keys = {row_key(r) for r in new}
+    data["rows"] = [r for r in data["rows"] if row_key(r) not in keys] + new
+    if cost is not None:  # stored as ratios to the source of the same run; groups not measured are kept
+        ratios = {k: {n: v / cost["source"] for n, v in group.items()} for k, group in cost.items()
+                  if isinstance(group, dict) and group}
+        data["inference"] = {**data.get("inference", {}), **ratios, "source": 1.0, "generator": tag}
+    lines = ["{", f' "about": {json.dumps(data["about"], ensure_ascii=False)},',
+             f' "generators": {json.dumps(data["generators"])},', ' "rows": [',
+             ",\n".join("  " + json.dumps(r, ensure_ascii=False) for r in data["rows"]), " ],",
+             f' "inference": {json.dumps(data["inference"])}', "}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return data
 
 
 def simultaneous(args) -> list[dict]:
@@ -239,27 +279,43 @@ def inference_cost(args) -> dict:
     return result
 
 
-def plot(rows: list[dict], cost: dict, path: Path) -> None:
+SERIES_STYLE = {"simultaneous": ("o-", "one legato set, all at once"),
+                "continual": ("s--", "added 10 at a time (--extend)"),
+                "stacked": ("d-.", "one legato set per person, stacked")}
+FIELD_COLOUR = {"conv1x1": "tab:blue", "context": "tab:purple", "gated": "tab:orange", "keyed": "tab:green"}
+
+
+def series_label(kind: str, method: str, field: str, generator: str, generators: dict) -> str:
+    if method == "guide":
+        label = "guide, fine-tuned cumulatively" if kind == "continual" else f"guide, {kind}"
+    else:
+        label = SERIES_STYLE[kind][1] if kind != "continual" else "legato, " + SERIES_STYLE[kind][1]
+        label += f", --field {field}" if field != "conv1x1" else ""
+    return f"{label} [{generators.get(generator, generator or 'generator ?')}]"
+
+
+def plot(rows: list[dict], cost: dict, path: Path, generators: dict | None = None) -> None:
+    """Forgotten fraction and preservation against N, one line per series (kind, method, field, generator),
+    and the inference cost per image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    styles = {("simultaneous", "legato"): ("o-", "one legato set, all at once"),
-              ("continual", "legato"): ("s--", "legato, added 10 at a time (--extend)"),
-              ("continual", "guide"): ("^:", "guide, fine-tuned cumulatively"),
-              ("stacked", "legato"): ("d-.", "one legato set per person, stacked")}
-    styles[("simultaneous-gated", "legato")] = ("o-", "one legato set, gated field (--field gated)")
-    for (kind, method), (style, label) in styles.items():
-        field = "gated" if kind.endswith("-gated") else "conv1x1"
-        sel = sorted((r for r in rows if r["kind"] == kind.removesuffix("-gated") and r["method"] == method
-                      and r.get("field", "conv1x1") == field), key=lambda r: r["people"])
-        if not sel:
-            continue
+    generators = generators or {}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    series: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["kind"] in SERIES_STYLE:
+            series.setdefault((r["kind"], r["method"], r.get("field", "conv1x1"), r.get("generator")), []).append(r)
+    for (kind, method, field, generator), sel in sorted(series.items(), key=lambda kv: str(kv[0])):
+        sel = sorted(sel, key=lambda r: r["people"])
+        style = "^:" if method == "guide" else SERIES_STYLE[kind][0]
+        colour = "tab:red" if method == "guide" else "tab:brown" if kind == "stacked" else FIELD_COLOUR.get(field)
+        label = series_label(kind, method, field, generator, generators)
         n = [r["people"] for r in sel]
-        axes[0].plot(n, [r["forgotten_fraction"] for r in sel], style, label=label)
-        axes[1].plot(n, [r["id_preservation"] for r in sel], style, label=label)
+        axes[0].plot(n, [r["forgotten_fraction"] for r in sel], style, color=colour, label=label)
+        axes[1].plot(n, [r["id_preservation"] for r in sel], style, color=colour, label=label)
     axes[0].axhline(0.95, color="grey", lw=0.8, ls=":")
     axes[0].set(title="people forgotten (id_target < threshold)", xlabel="people forgotten so far (N)",
                 ylabel="fraction", ylim=(-0.02, 1.02))
@@ -267,19 +323,20 @@ def plot(rows: list[dict], cost: dict, path: Path) -> None:
     axes[1].set(title="preservation of people not forgotten", xlabel="N", ylabel="id_preservation")
     for ax in axes[:2]:
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
-    src = cost["source"]
-    stacked = sorted(cost["stacked"].items(), key=lambda kv: int(kv[0]))
-    axes[2].plot([int(k) for k, _ in stacked], [v / src for _, v in stacked], "o-", label="k stacked per-person sets")
-    if cost["one_set"]:
-        one = sorted(cost["one_set"].items(), key=lambda kv: int(kv[0]))
-        axes[2].plot([int(k) for k, _ in one], [v / src for _, v in one], "s-", label="one set forgetting N")
-    if cost.get("one_set_gated"):
-        one = sorted(cost["one_set_gated"].items(), key=lambda kv: int(kv[0]))
-        axes[2].plot([int(k) for k, _ in one], [v / src for _, v in one], "o-", label="one gated set forgetting N")
-    axes[2].set(title="inference time per image (× the source)", xlabel="people", ylabel="× source")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    src = cost.get("source", 1.0)
+    groups = [("stacked", "d-.", "tab:brown", "k stacked per-person sets"),
+              ("one_set", "o-", FIELD_COLOUR["conv1x1"], "one set forgetting N"),
+              ("one_set_gated", "o-", FIELD_COLOUR["gated"], "one gated set forgetting N"),
+              ("one_set_keyed", "o-", FIELD_COLOUR["keyed"], "one keyed set forgetting N")]
+    for key, style, colour, label in groups:
+        if cost.get(key):
+            pts = sorted(cost[key].items(), key=lambda kv: int(kv[0]))
+            axes[2].plot([int(k) for k, _ in pts], [v / src for _, v in pts], style, color=colour, label=label)
+    axes[2].set(title="inference time per image (× the source)", xlabel="people (or sets)", ylabel="× source")
     axes[2].legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plot_variants([r for r in rows if r["kind"] == "variant"], path.with_name("many_variants.png"))
@@ -400,8 +457,12 @@ def main() -> int:
     summary_path.write_text(json.dumps(summary, indent=2))
     (OUT / "summary.md").write_text(markdown(rows, cost))
     print(markdown(rows, cost))
-    plot(rows, cost, ROOT.parent / "docs" / "images" / "many_identities.png" if args.update_docs
-         else OUT / "many_identities.png")
+    if args.update_docs:  # every measured series, this run's merged in
+        measured = merge_measured(rows, cost if "cost" in args.only else None)
+        plot(measured["rows"], measured["inference"], ROOT.parent / "docs" / "images" / "many_identities.png",
+             measured["generators"])
+    else:
+        plot(rows, cost, OUT / "many_identities.png")
     return 0
 
 

@@ -7,7 +7,9 @@ For each SynthFaces person: the photo that would be forgotten and its held-out p
 statistics (as the gated field standardises its input), and the cosine of each held-out latent with the
 forgotten one is set beside the same cosine for random people. A held-out photo whose cosine is inside the
 random people's range cannot be told from a stranger by any function of the latent's direction, so a gate
-that opens for it opens for that share of strangers too. Prints a table; `--json` writes it.
+that opens for it opens for that share of strangers too. `--space identity` measures the same after the
+keyed gate's identity map (`--field keyed --gate-space identity`, `legato.unlearning.gate_space`): each
+layer's standardised latent times the map fitted to the identity model. Prints a table; `--json` writes it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--people", type=int, nargs="*", default=DEFAULT_PEOPLE)
     ap.add_argument("--random", type=int, default=2000, help="random people for the strangers' range")
+    ap.add_argument("--space", choices=["latent", "identity"], default="latent",
+                    help="where to measure: the standardised latent, or after the keyed gate's identity map")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -36,9 +40,17 @@ def main() -> None:
     with torch.no_grad():
         strangers = gen.mapping(torch.randn(args.random, gen.z_dim, generator=torch.Generator().manual_seed(0)))
     center, scale = strangers.mean(0), strangers.std(0)
+    projection = None
+    if args.space == "identity":
+        from legato.unlearning.gate_space import identity_projection
+
+        first = center[0] if center.dim() == 2 else center  # the mapping's W+ repeats one w
+        projection = identity_projection(gen, gen.identity_model(), first, scale[0] if scale.dim() == 2 else scale,
+                                         gen.views(11)[:1])
 
     def standard(ws: torch.Tensor) -> torch.Tensor:
-        return ((ws - center) / scale).flatten(1)
+        x = (ws - center) / scale
+        return (x if projection is None else x @ projection).flatten(1)
 
     rows = []
     print("| person | held-out photos: cosine with the forgotten photo | strangers: mean ± sd, 99th pct | "

@@ -530,6 +530,8 @@ def main() -> int:
     ap.add_argument("--field", default=None, help="the table's adapter field (unlearn's --field; default: the "
                     "reference's conv1x1)")
     ap.add_argument("--gate-hidden", type=int, default=None, help="--field gated: the gate's width")
+    ap.add_argument("--gate-space", default=None, help="--field keyed: latent | identity")
+    ap.add_argument("--gate-floor", type=float, default=None, help="--field keyed: openness below this is 0")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")
     args = ap.parse_args()
@@ -546,7 +548,8 @@ def main() -> int:
     for key in ("n_random", "n_fid", "eval_every"):
         if getattr(args, key) is not None:
             mode[key] = getattr(args, key)
-    mode["adapter_options"] = {k: getattr(args, k) for k in ("field", "gate_hidden") if getattr(args, k) is not None}
+    mode["adapter_options"] = {k: getattr(args, k) for k in ("field", "gate_hidden", "gate_space", "gate_floor")
+                              if getattr(args, k) is not None}
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)

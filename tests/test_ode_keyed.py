@@ -58,3 +58,120 @@ def test_set_gate_keys_refuses_other_fields_and_missing_sites():
     keyed = attach(gen, gen.adapter_sites(), field="keyed", hidden=8)
     with pytest.raises(InputError, match="no latents"):
         keyed.set_gate_keys({})
+
+
+def test_the_identity_space_ignores_what_the_map_leaves_out():
+    field = KeyedField(4, hidden=8, condition_dim=6, space="identity", rank=2)
+    w = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
+    field.set_keys(w[:1])
+    assert torch.equal(field.openness(w), torch.zeros(2))  # no map yet: shut
+    projection = torch.zeros(6, 2)
+    projection[0, 0] = projection[1, 1] = 1.0  # only the first two coordinates count
+    field.set_projection(projection)
+    nuisance = w[:1].clone()
+    nuisance[0, 2:] += 5.0
+    identity = w[:1].clone()
+    identity[0, 0] += 1.0
+    gate = field.openness(torch.cat([w[:1], nuisance, identity]))
+    assert torch.allclose(gate[:2], torch.ones(2))
+    # one coordinate of two moved by 1: squared distance per coordinate 0.5, r² = 0.5
+    assert gate[2].item() == pytest.approx(float(torch.exp(torch.tensor(-1.0))), rel=1e-5)
+    with pytest.raises(InputError, match="identity"):
+        KeyedField(4, hidden=8, condition_dim=6).set_projection(projection)
+    with pytest.raises(InputError, match="gate space"):
+        KeyedField(4, hidden=8, condition_dim=6, space="pixels")
+
+
+class _NuisanceWorld(torch.nn.Module):
+    """A latent of 6 coordinates whose embedding (the 'identity') reads only the first two."""
+
+    z_dim = w_dim = 6
+
+    def mapping(self, z):
+        return z.unsqueeze(1).expand(-1, 2, -1)
+
+    def synthesis(self, ws, c):
+        return ws[:, 0, :2]
+
+    def embed(self, images):
+        return torch.stack([images[:, 0], images[:, 1], torch.ones_like(images[:, 0])], 1)
+
+
+def test_identity_projection_follows_the_identity_model():
+    from legato.unlearning.gate_space import identity_projection
+
+    world = _NuisanceWorld()
+    projection = identity_projection(world, world, torch.zeros(6), torch.ones(6), torch.zeros(1, 2), n=512,
+                                      rank=4, batch=128)
+    assert projection.shape == (6, 3)  # no more directions than the embedding has
+    along = projection.norm(dim=1)
+    assert along[2:].max() < 0.1 * along[:2].min()  # the nuisance coordinates hardly move the gate (a fit)
+    x = torch.randn(256, 6, generator=torch.Generator().manual_seed(3))
+    d = x[:128] - x[128:]
+    ratio = ((d @ projection).pow(2).sum(1).mean() / 3) / (d.pow(2).sum(1).mean() / 6)
+    assert ratio.item() == pytest.approx(1.0, rel=0.3)  # a random pair as far apart per coordinate as in ŵ
+    with pytest.raises(InputError, match="identity model"):
+        identity_projection(world, None, torch.zeros(6), torch.ones(6), torch.zeros(1, 2))
+
+
+def test_identity_space_set_fits_its_map_and_reloads(tmp_path):
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_space="identity")
+    site = adapters.sites[0]
+    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    assert torch.equal(adapters.adapter(site).field.openness(forgotten[:, 0]), torch.zeros(2))  # no map yet
+    from legato.unlearning.gate_space import identity_projection
+
+    center, scale = adapters.gate_standardisation()
+    adapters.set_gate_projection(identity_projection(gen, gen.identity_model(), center, scale, gen.views(1),
+                                                     n=256, rank=8))
+    assert adapters.config.gate_rank == 8
+    field = adapters.adapter(site).field
+    assert torch.allclose(field.openness(forgotten[:, 0]), torch.ones(2))
+    save_bundle(adapters, tmp_path / "b")
+    adapters.detach()
+    loaded = load_bundle(tmp_path / "b", load("toy")).adapter(site).field
+    assert loaded.space == "identity" and torch.equal(loaded.projection, field.projection)
+    strangers = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(2)))[:, 0]
+    assert torch.allclose(loaded.openness(strangers), field.openness(strangers))
+
+
+def test_the_identity_space_is_a_setting_of_the_keyed_field():
+    from legato.unlearning.config import UnlearnConfig
+
+    with pytest.raises(InputError, match="--field keyed"):
+        UnlearnConfig(field="gated", gate_space="identity").validate()
+    with pytest.raises(InputError, match="--field keyed"):
+        UnlearnConfig(field="conv1x1", gate_floor=0.05).validate()
+    with pytest.raises(InputError, match="gate-floor"):
+        UnlearnConfig(field="keyed", gate_floor=-0.1).validate()
+    with pytest.raises(InputError, match="gate-space"):
+        UnlearnConfig(field="keyed", gate_space="pixels").validate()
+    UnlearnConfig(field="keyed", gate_space="identity").validate()
+
+
+def test_a_floor_makes_the_gate_compact():
+    plain = KeyedField(4, hidden=8, condition_dim=6)
+    floored = KeyedField(4, hidden=8, condition_dim=6, floor=0.1)
+    w = torch.randn(1, 6, generator=torch.Generator().manual_seed(0))
+    for f in (plain, floored):
+        f.set_keys(w)
+    probes = torch.cat([w, w + 0.3, w + 1.0, w + 3.0])
+    g, h = plain.openness(probes), floored.openness(probes)
+    assert h[0].item() == pytest.approx(1.0)  # still fully open at the key
+    assert torch.allclose(h, ((g - 0.1) / 0.9).clamp_min(0.0))
+    assert g[3] > 0 and h[3] == 0  # far away: a little open without the floor, shut with it
+    with pytest.raises(InputError, match="floor"):
+        KeyedField(4, hidden=8, condition_dim=6, floor=1.0)
+
+
+def test_the_floor_travels_with_the_bundle(tmp_path):
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_floor=0.2)
+    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    save_bundle(adapters, tmp_path / "b")
+    adapters.detach()
+    loaded = load_bundle(tmp_path / "b", load("toy"))
+    assert loaded.config.gate_floor == 0.2 and loaded.adapter(loaded.sites[0]).field.floor == 0.2

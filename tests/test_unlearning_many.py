@@ -222,3 +222,26 @@ def test_extending_a_keyed_set_keys_the_earlier_and_the_new_people(tmp_path):
     keys = loaded.dial.adapter(site).field.keys
     earlier = load_result(first / "adapter", load("toy")).dial.adapter(site).field.keys
     assert keys.shape[0] == 3 and torch.equal(keys[:1], earlier)  # the earlier person first, as replayed
+
+
+def test_a_keyed_set_in_the_identity_space_fits_its_map_once_and_keeps_it(tmp_path):
+    """`--gate-space identity` end to end: the run fits the map to the identity model, saves it with the
+    keys, and an extension (which fits it again, from the same seeded latents) ends with the same map."""
+    from legato.unlearning.gate_space import identity_projection
+    from legato.unlearning.methods import load_result
+
+    keyed = config(field="keyed", gate_space="identity", iterations=4)
+    unlearn("toy", "seed:5", tmp_path / "first", keyed, **FAST)
+    first = load_result(tmp_path / "first" / "adapter", load("toy")).dial
+    assert first.config.gate_space == "identity" and first.config.gate_rank > 0
+    site = first.sites[0]
+    projection = first.adapter(site).field.projection
+    center, scale = first.gate_standardisation()
+    source = load("toy")
+    first_view = source.views(11)[:1]  # the view the trainer reads the keys at
+    assert torch.allclose(projection, identity_projection(source, source.identity_model(), center, scale,
+                                                          first_view), atol=1e-5)
+    unlearn("toy", "seed:6", tmp_path / "second", keyed, extend=tmp_path / "first", **FAST)
+    second = load_result(tmp_path / "second" / "adapter", load("toy")).dial
+    assert second.config.gate_keys == 2
+    assert torch.allclose(second.adapter(site).field.projection, projection, atol=1e-5)

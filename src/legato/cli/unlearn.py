@@ -11,7 +11,9 @@ from legato.cli import run_options
 DEMO_PERSON = "person:1000003"  # a fixed held-out SynthFaces person (seeds ≥ 1,000,000 are never trained on)
 # The demo's adapter field: the gated one keeps the other people (preservation 0.988 against 0.912 with the
 # reference's 1×1 field on this person, cycle-5 generator; docs/unlearning.md), which `unlearn` keeps as default
-DEMO_FIELD = "gated"
+DEMO_FIELD = "keyed"
+DEMO_GATE_SPACE = "identity"
+DEMO_GATE_FLOOR = 0.05
 
 
 def _print_table(metrics: dict, out: Path) -> None:
@@ -73,6 +75,12 @@ def register(app: typer.Typer) -> None:
                                   "convs with group norm: sees its neighbourhood)."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
+        gate_space: str = typer.Option("latent", "--gate-space", help="--field keyed: measure the distance to "
+                                       "the forgotten latents in the latent itself (latent) or after a map fitted "
+                                       "to the identity model (identity: reaches the person's other photos)."),
+        gate_floor: float = typer.Option(0.0, "--gate-floor", help="--field keyed: gate openness below this "
+                                         "is 0, so faces far from every forgotten one are exactly the source's "
+                                         "(e.g. 0.05)."),
         gate_positives: str = typer.Option("targets", "--gate-positives", help="--field gated: open the gate "
                                            "for the forgotten latents (targets) or for them and their adjacency "
                                            "latents (neighbourhood)."),
@@ -163,7 +171,7 @@ def register(app: typer.Typer) -> None:
         config = UnlearnConfig.for_generator(
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
             alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
-            t_end=t_end, step_size=step_size, solver=solver, seed=seed,
+            gate_space=gate_space, gate_floor=gate_floor, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
@@ -189,7 +197,12 @@ def register(app: typer.Typer) -> None:
         n_fid: int = typer.Option(300, help="Samples per FID."),
         seed: int = typer.Option(0, help="Random seed."),
         field: str = typer.Option(DEMO_FIELD, "--field", help="Adapter field (conv1x1: the reference's; "
-                                  "gated: switched per person by a gate on the latent, the demo's default)."),
+                                  "gated: switched per person by a learned gate on the latent; keyed: switched "
+                                  "by the latent's distance to the forgotten one, the demo's default)."),
+        gate_space: str = typer.Option(DEMO_GATE_SPACE, "--gate-space", help="--field keyed: latent | identity "
+                                       "(see `legato unlearn --help`)."),
+        gate_floor: float = typer.Option(DEMO_GATE_FLOOR, "--gate-floor", help="--field keyed: openness below "
+                                         "this is 0."),
     ) -> None:
         """Forget a held-out SynthFaces person from one photo, evaluate on other photos and random others."""
         from legato.synthfaces import load_generator
@@ -198,6 +211,7 @@ def register(app: typer.Typer) -> None:
 
         typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out; {field} field) …")
         generator = load_generator()
-        config = UnlearnConfig.for_generator(generator, iterations=iterations, seed=seed, field=field)
+        config = UnlearnConfig.for_generator(generator, iterations=iterations, seed=seed, field=field,
+                                             gate_space=gate_space, gate_floor=gate_floor)
         metrics = unlearn(generator, DEMO_PERSON, out, config, overwrite=True, n_random=n_random, n_fid=n_fid)
         _print_table(metrics, out)

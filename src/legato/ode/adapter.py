@@ -57,6 +57,9 @@ class ODEAdapter(nn.Module):
         condition_dim: int | None = None,
         gate_hidden: int | None = None,
         gate_keys: int = 0,
+        gate_space: str = "latent",
+        gate_rank: int = 0,
+        gate_floor: float = 0.0,
     ) -> None:
         super().__init__()
         if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
@@ -68,7 +71,8 @@ class ODEAdapter(nn.Module):
         self.channels, self.hidden, self.field_name = channels, hidden, field
         self.t_end, self.step_size, self.method = float(t_end), float(step_size), method
         self.rtol, self.atol = rtol, atol
-        self.func = _Autonomous(make_field(field, channels, hidden, condition_dim, gate_hidden, gate_keys))
+        self.func = _Autonomous(make_field(field, channels, hidden, condition_dim, gate_hidden, gate_keys,
+                                           gate_space, gate_rank, gate_floor))
         # a conditioned field (the gated and keyed ones) reads a per-sample vector (the latent) beside the state
         self.conditioned = bool(getattr(self.func.field, "conditioned", False))
         self.strength = 1.0

@@ -33,6 +33,9 @@ class AdapterConfig:
     condition_dim: int | None = None  # the gated field: the latent's width (the generator's w_dim)
     gate_hidden: int | None = None  # the gated field: its gate's width (None: `hidden`)
     gate_keys: int = 0  # the keyed field: how many forgotten latents it remembers per site
+    gate_space: str = "latent"  # the keyed field: where it measures distances (fields.GATE_SPACES)
+    gate_rank: int = 0  # the keyed field in the identity space: the width of its map (set with the map)
+    gate_floor: float = 0.0  # the keyed field: openness below this is 0 (a compact gate; KeyedField)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +81,8 @@ class AdapterSet(nn.Module):
             {_key(s): ODEAdapter(c, hidden=config.hidden, field=config.field, t_end=config.t_end,
                                  step_size=config.step_size, method=config.method,
                                  condition_dim=config.condition_dim, gate_hidden=config.gate_hidden,
-                                 gate_keys=config.gate_keys)
+                                 gate_keys=config.gate_keys, gate_space=config.gate_space,
+                                 gate_rank=config.gate_rank, gate_floor=config.gate_floor)
              for s, c in sites.items()}
         )
         self._model_ref = weakref.ref(model)
@@ -187,6 +191,21 @@ class AdapterSet(nn.Module):
         for site in self.sites:
             self.adapter(site).field.set_keys(conditions[site])
         self.config.gate_keys = counts.pop()
+
+    def set_gate_projection(self, projection: torch.Tensor) -> None:
+        """The keyed field in the identity space: the map `[D, rank]` from standardised latents under which
+        its gates measure distance (`unlearning.gate_space.identity_projection`), the same at every site."""
+        if self.config.field != "keyed" or self.config.gate_space != "identity":
+            raise InputError("set_gate_projection needs the keyed field with --gate-space identity (this set: "
+                             f"field {self.config.field!r}, space {self.config.gate_space!r})")
+        for site in self.sites:
+            self.adapter(site).field.set_projection(projection)
+        self.config.gate_rank = int(projection.shape[1])
+
+    def gate_standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centre and scale the conditioned fields standardise their latent by (the same at every site)."""
+        field = self.adapter(self.sites[0]).field
+        return field.center.detach().clone(), field.scale.detach().clone()
 
     def detach(self) -> None:
         """Remove this set's hooks; when the last set goes, the base's `requires_grad` flags come back."""

@@ -12,6 +12,9 @@ from torch import nn
 
 FIELDS = ("conv1x1", "context", "gated", "keyed", "unet")
 CONDITIONED_FIELDS = ("gated", "keyed")  # fields that read the latent at their site
+# where the keyed field measures a latent's distance to the forgotten ones: the standardised latent itself,
+# or its image under a linear map fitted to the identity model (`KeyedField`)
+GATE_SPACES = ("latent", "identity")
 
 
 class Conv1x1Field(nn.Module):
@@ -133,12 +136,46 @@ class KeyedField(_SwitchedField):
     people only at 0.62 against 0.26 (docs/many.md); a gate that remembers the points need not learn them.
     It has no key until set (gate 0: the identity). The bundle then holds the forgotten people's latents,
     as its metadata already names them. Parameters: those of the 1×1 field + 1.
+
+    `space="identity"` measures the distance after a fixed linear map `projection` `[D, rank]` of ŵ, fitted so
+    that distances follow the identity model's embedding (`unlearning.gate_space`): the latent also holds
+    expression, light and background, which a person's other photos change, so in ŵ itself those photos
+    can sit as far from the forgotten one as strangers do. The map is scaled so that a random pair is as far
+    apart per coordinate as in ŵ, so the radius means the same in both spaces. Until it is set the gate is 0.
+
+    `floor` ε > 0 makes the gate compact: (g − ε)/(1 − ε), and 0 below ε. The Gaussian never quite closes,
+    so every stranger gets a little of the field (openness ≈ 0.01–0.04 on SynthFaces, up to 0.19), which
+    shifts the whole distribution a little (ΔFID_real); below the floor a face is exactly the source's.
     """
 
-    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None, keys: int = 0) -> None:
+    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None, keys: int = 0,
+                 space: str = "latent", rank: int = 0, floor: float = 0.0) -> None:
         super().__init__(channels, hidden, condition_dim, "keyed")
+        if not 0.0 <= floor < 1.0:
+            from legato.errors import InputError
+
+            raise InputError(f"the keyed gate's floor must be in [0, 1) (got {floor})")
+        self.floor = float(floor)
+        if space not in GATE_SPACES:
+            from legato.errors import InputError
+
+            raise InputError(f"unknown gate space {space!r}; choose one of {', '.join(GATE_SPACES)}")
+        self.space = space
         self.register_buffer("keys", torch.zeros(int(keys), condition_dim))
+        if space == "identity":
+            self.register_buffer("projection", torch.zeros(condition_dim, int(rank)))
         self.log_radius2 = nn.Parameter(torch.tensor(math.log(0.5)))
+
+    def set_projection(self, projection: torch.Tensor) -> None:
+        """The identity space's map `[D, rank]` from standardised latents (space "identity" only)."""
+        if self.space != "identity":
+            from legato.errors import InputError
+
+            raise InputError("set_projection needs a keyed field with gate space 'identity'")
+        self.projection = projection.detach().to(self.center)
+
+    def _measured(self, standard: torch.Tensor) -> torch.Tensor:
+        return standard if self.space == "latent" else standard @ self.projection.to(standard)
 
     def set_keys(self, conditions: torch.Tensor) -> None:
         """Remember `conditions` `[N, D]` (raw latents at this site) as the forgotten ones."""
@@ -147,12 +184,18 @@ class KeyedField(_SwitchedField):
     def openness(self, condition: torch.Tensor) -> torch.Tensor:
         if self.keys.shape[0] == 0:
             return condition.new_zeros(condition.shape[0])
-        standard = self.standardised(condition)
-        nearest = torch.cdist(standard, self.keys.to(standard)).min(dim=1).values.pow(2) / self.condition_dim
-        return torch.exp(-nearest / self.log_radius2.exp())
+        if self.space == "identity" and not bool(self.projection.any()):
+            return condition.new_zeros(condition.shape[0])
+        standard = self._measured(self.standardised(condition))
+        keys = self._measured(self.keys.to(standard))
+        nearest = torch.cdist(standard, keys).min(dim=1).values.pow(2) / standard.shape[1]
+        gate = torch.exp(-nearest / self.log_radius2.exp())
+        return gate if self.floor == 0.0 else ((gate - self.floor) / (1.0 - self.floor)).clamp_min(0.0)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, condition_dim={self.condition_dim}, keys={self.keys.shape[0]}"
+        extra = f", space=identity, rank={self.projection.shape[1]}" if self.space == "identity" else ""
+        extra += f", floor={self.floor}" if self.floor else ""
+        return f"{super().extra_repr()}, condition_dim={self.condition_dim}, keys={self.keys.shape[0]}{extra}"
 
 
 def _groups(channels: int, wanted: int = 8) -> int:
@@ -185,7 +228,8 @@ class UNetField(nn.Module):
 
 
 def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None,
-               gate_hidden: int | None = None, gate_keys: int = 0) -> nn.Module:
+               gate_hidden: int | None = None, gate_keys: int = 0, gate_space: str = "latent",
+               gate_rank: int = 0, gate_floor: float = 0.0) -> nn.Module:
     from legato.errors import InputError
 
     if name == "conv1x1":
@@ -195,7 +239,7 @@ def make_field(name: str, channels: int, hidden: int, condition_dim: int | None 
     if name == "gated":
         return GatedField(channels, hidden, condition_dim, gate_hidden)
     if name == "keyed":
-        return KeyedField(channels, hidden, condition_dim, gate_keys)
+        return KeyedField(channels, hidden, condition_dim, gate_keys, gate_space, gate_rank, gate_floor)
     if name == "unet":
         return UNetField(channels, hidden)
     raise InputError(f"unknown adapter field {name!r}; choose one of {', '.join(FIELDS)}")

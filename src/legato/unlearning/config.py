@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from legato.errors import InputError
+from legato.ode.fields import GATE_SPACES
 
 METHODS = ("legato", "guide", "residual", "lora", "salun", "baseline")  # unlearning.methods.REGISTRY
 TARGETS = ("extra", "average", "extra-projected")
@@ -75,6 +76,8 @@ class UnlearnConfig:
     field: str = "conv1x1"
     gate_hidden: int | None = None  # --field gated: the gate MLP's width (None: the field's hidden)
     gate_positives: str = "targets"  # --field gated: GATE_POSITIVES
+    gate_space: str = "latent"  # --field keyed: where the gate measures distance (ode.fields.GATE_SPACES)
+    gate_floor: float = 0.0  # --field keyed: openness below this is 0, so strangers keep the source's face
     t_end: float = 1.6
     step_size: float = 0.4
     solver: str = "euler"
@@ -114,6 +117,13 @@ class UnlearnConfig:
         if self.gate_positives not in GATE_POSITIVES:
             raise InputError(f"unknown --gate-positives {self.gate_positives!r}; choose one of "
                              f"{', '.join(GATE_POSITIVES)}")
+        if self.gate_space not in GATE_SPACES:
+            raise InputError(f"unknown --gate-space {self.gate_space!r}; choose one of {', '.join(GATE_SPACES)}")
+        if not 0.0 <= self.gate_floor < 1.0:
+            raise InputError(f"--gate-floor must be in [0, 1) (got {self.gate_floor})")
+        if (self.gate_space != "latent" or self.gate_floor) and self.field != "keyed":
+            raise InputError(f"--gate-space and --gate-floor are settings of --field keyed (this run: "
+                             f"--field {self.field})")
         if self.gate_hidden is not None and self.gate_hidden < 1:
             raise InputError(f"--gate-hidden must be at least 1 (got {self.gate_hidden})")
         if self.targets_per_step < 1:

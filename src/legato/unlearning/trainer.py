@@ -206,12 +206,21 @@ def _backward_local_loss(source, trainable: Trainable, ws_u, ws_t, views, w, per
             (loss / (views.shape[0] * n)).backward()
 
 
-def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.Tensor, chunk: int = 16) -> None:
+def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.Tensor, chunk: int = 16,
+                        source=None, identity_model=None) -> None:
     """The keyed field's gate opens at the forgotten latents: give it the latent each site sees for each of
-    them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none)."""
+    them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none). In the
+    identity space it also needs its map, fitted on `source` at the same view from seeded latents, so a
+    resumed or extended run fits the same map."""
     adapter_set = trainable.adapter_set
     if adapter_set is None or adapter_set.config.field != "keyed":
         return
+    if adapter_set.config.gate_space == "identity" and not bool(adapter_set.adapter(adapter_set.sites[0])
+                                                                  .field.projection.any()):
+        from legato.unlearning.gate_space import identity_projection
+
+        center, scale = adapter_set.gate_standardisation()
+        adapter_set.set_gate_projection(identity_projection(source, identity_model, center, scale, camera))
     parts = []
     for a in range(0, ws_u.shape[0], chunk):
         rows = ws_u[a:a + chunk]
@@ -275,7 +284,7 @@ def train(
     n_adj = 0 if local_only else config.n_adjacent
     n_glob = 0 if local_only else config.n_global
     views = source.views(11).to(device)
-    _remember_forgotten(trainable, ws_u, views[:1])
+    _remember_forgotten(trainable, ws_u, views[:1], source=source, identity_model=identity_model)
 
     t0 = time.perf_counter()
     losses: dict = {}

@@ -16,10 +16,12 @@ from legato.unlearning.methods.base import UNREADABLE, LoadedResult, Method, Tra
 def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Trainable:
     if config.method == "legato":
         settings = dict(hidden=config.hidden, field=config.field, t_end=config.t_end, step_size=config.step_size,
-                        method=config.solver, gate_hidden=config.gate_hidden)
+                        method=config.solver, gate_hidden=config.gate_hidden, gate_space=config.gate_space,
+                        gate_floor=config.gate_floor)
     else:  # one Euler step of length 1 is exactly x + f(x); strength s makes it x + s·f(x)
         settings = dict(hidden=config.hidden, field=config.field, t_end=1.0, step_size=1.0, method="euler",
-                        gate_hidden=config.gate_hidden)
+                        gate_hidden=config.gate_hidden, gate_space=config.gate_space,
+                        gate_floor=config.gate_floor)
     adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
     named = _named_parameters(adapter_set)
     return Trainable(config.method, generator, list(named.values()), adapter_set=adapter_set, dial=adapter_set,

@@ -1,6 +1,6 @@
 """The must-show measurements of the SynthFaces world, from the shipped weights.
 
-    python benchmarks/synthfaces_checks.py [--only identity fidelity detail inversion photo-check]
+    python benchmarks/synthfaces_checks.py [--only identity fidelity detail mouth inversion photo-check]
         [--refine 0 10] [--refine-id-weight 0 0.5] [--generator FILE]
 
 - identity: verification accuracy of the identity encoder on 1,000 genuine + 1,000 impostor pairs of
@@ -9,6 +9,9 @@
   cameras), and the same ws across the 11 evaluation yaws;
 - detail: generator vs renderer on 500 held-out latents: identity match, the feature probe's agreement
   (glasses, beard, eye colour) and the L1 error inside the eye and mouth regions (`synthfaces.detail`);
+- mouth: where the mouth-region L1 comes from (the same 500 latents as detail), split by how open the
+  rendered mouth is and by beard, and a picture of the worst and of typical mouths (render | generator |
+  error) at `--mouth-picture` (`synthfaces.detail.mouth_errors`);
 - photo-check: how well the generator's closest image explains a photo (`Inverter.reconstruction_match`,
   after the 10 refinement steps of `unlearn`)
   of photos of the world (in-domain, out-of-domain) against things that are not (plain colours, noise,
@@ -34,6 +37,7 @@ def main() -> None:
                     help="identity-loss weights of the refinement (0: pixels only, the judging encoder stays out "
                          "of the loop)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mouth-picture", default="docs/images/synthfaces_mouth_errors.png")
     ap.add_argument("--generator", default=None, help="a generator file to check instead of the shipped one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,6 +67,15 @@ def main() -> None:
         r = measure_detail(load_generator(), n=500, probe=probe)
         print(json.dumps({"check": "detail", **r, "probe_accuracy_on_renders": probe_accuracy(probe),
                           "seconds": round(time.perf_counter() - t, 1)}), flush=True)
+    if "mouth" in args.only:
+        from legato.synthfaces.detail import mouth_errors
+
+        t = time.perf_counter()
+        r = mouth_errors(load_generator(), n=500)
+        mouth_picture(r, args.mouth_picture)
+        shown = {k: v for k, v in r.items() if k not in ("per_latent", "fake", "real", "mouth")}
+        print(json.dumps({"check": "mouth", **shown, "picture": args.mouth_picture,
+                          "seconds": round(time.perf_counter() - t, 1)}, ensure_ascii=False), flush=True)
     if "photo-check" in args.only:
         photo_check(load_generator(), load_inverter)
     if "inversion" in args.only:
@@ -106,6 +119,35 @@ def photo_check(gen, load_inverter) -> None:
         err = inv.reconstruction_match(x, ws)
         print(json.dumps({"check": "photo-check", "set": name, "n": int(x.shape[0]), "min": round(float(err.min()), 4),
                           "median": round(float(err.median()), 4), "max": round(float(err.max()), 4)}), flush=True)
+
+
+
+def mouth_picture(r: dict, path: str, worst: int = 6, typical: int = 6, scale: int = 5) -> None:
+    """Rows of mouth crops (render | generator | |error|, 28×20 pixels around the mouth region): the `worst`
+    latents by mouth error, then `typical` ones around the median."""
+    import numpy as np
+    from PIL import Image
+
+    order = r["per_latent"].argsort(descending=True)
+    mid = len(order) // 2
+    picks = list(order[:worst]) + list(order[mid - typical // 2: mid - typical // 2 + typical])
+    tiles = []
+    for i in picks:
+        ys, xs = torch.nonzero(r["mouth"][i], as_tuple=True)
+        h, w = r["real"].shape[-2:]
+        y0 = int(min(max(0, (int(ys.min()) + int(ys.max())) // 2 - 10), h - 20))
+        x0 = int(min(max(0, (int(xs.min()) + int(xs.max())) // 2 - 14), w - 28))
+
+        def crop(img, y0=y0, x0=x0):
+            return ((img[:, y0:y0 + 20, x0:x0 + 28].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).byte().numpy()
+
+        err = (r["fake"][i] - r["real"][i]).abs().mean(0)[y0:y0 + 20, x0:x0 + 28]
+        err = np.repeat((err.clamp(0, 1) * 255).byte().numpy()[..., None], 3, axis=2)
+        gap = np.full((20, 2, 3), 255, np.uint8)
+        tiles.append(np.concatenate([crop(r["real"][i]), gap, crop(r["fake"][i]), gap, err], 1))
+        tiles.append(np.full((2, tiles[-1].shape[1], 3), 255, np.uint8))
+    img = np.concatenate(tiles[:-1], 0)
+    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(path)
 
 
 if __name__ == "__main__":

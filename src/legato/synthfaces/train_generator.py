@@ -276,7 +276,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
-    ema = d_ema = c_ema = o_ema = None
+    ema = d_ema = None
+    mask_term_ema: dict[str, float] = {}
     try:
         while fraction() < 1.0:
             f = fraction()
@@ -295,14 +296,13 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                 fake = gen(z, cam)
                 loss = loss_fn(fake, target, cycle["edge_weight"], weight)
             regression = loss.item()  # logged without the colour and adversarial terms, comparable across cycles
-            if colour_w:
-                colour = colour_loss(fake, target, masks[:, [MASK_NAMES.index(k) for k in COLOUR_FEATURES]])
-                loss = loss + colour_w * colour
-                c_ema = colour.item() if c_ema is None else 0.98 * c_ema + 0.02 * colour.item()
-            if outline_w:
-                outline = outline_loss(fake, target, masks[:, [MASK_NAMES.index(k) for k in OUTLINE_FEATURES]])
-                loss = loss + outline_w * outline
-                o_ema = outline.item() if o_ema is None else 0.98 * o_ema + 0.02 * outline.item()
+            for name, term, features, term_w in (("colour_loss", colour_loss, COLOUR_FEATURES, colour_w),
+                                                 ("outline_loss", outline_loss, OUTLINE_FEATURES, outline_w)):
+                if term_w:  # a term on the renderer's masks of `features`; its running mean goes to the log
+                    value = term(fake, target, masks[:, [MASK_NAMES.index(k) for k in features]])
+                    loss = loss + term_w * value
+                    last = mask_term_ema.get(name)
+                    mask_term_ema[name] = value.item() if last is None else 0.98 * last + 0.02 * value.item()
             adv_w = cycle.get("adversarial_weight", 0.0)
             if adv_w:
                 # the critic's step first (hinge loss on renders vs the generator's images), then the generator
@@ -327,10 +327,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                        "images_per_s": round(step * batch_size / max(elapsed(), 1e-6), 1)}
                 if d_ema is not None:
                     rec["critic_loss"] = round(d_ema, 4)
-                if c_ema is not None:
-                    rec["colour_loss"] = round(c_ema, 5)
-                if o_ema is not None:
-                    rec["outline_loss"] = round(o_ema, 5)
+                rec.update({name: round(v, 5) for name, v in mask_term_ema.items()})
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 if progress:

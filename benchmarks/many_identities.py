@@ -285,12 +285,14 @@ SERIES_STYLE = {"simultaneous": ("o-", "one legato set, all at once"),
 FIELD_COLOUR = {"conv1x1": "tab:blue", "context": "tab:purple", "gated": "tab:orange", "keyed": "tab:green"}
 
 
-def series_label(kind: str, method: str, field: str, generator: str, generators: dict) -> str:
+def series_label(kind: str, method: str, field: str, generator: str, generators: dict,
+                 round_iterations: int | None = None) -> str:
     if method == "guide":
         label = "guide, fine-tuned cumulatively" if kind == "continual" else f"guide, {kind}"
     else:
         label = SERIES_STYLE[kind][1] if kind != "continual" else "legato, " + SERIES_STYLE[kind][1]
         label += f", --field {field}" if field != "conv1x1" else ""
+    label += f", {round_iterations} it. a round" if round_iterations else ""
     return f"{label} [{generators.get(generator, generator or 'generator ?')}]"
 
 
@@ -307,15 +309,18 @@ def plot(rows: list[dict], cost: dict, path: Path, generators: dict | None = Non
     series: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["kind"] in SERIES_STYLE:
-            series.setdefault((r["kind"], r["method"], r.get("field", "conv1x1"), r.get("generator")), []).append(r)
-    for (kind, method, field, generator), sel in sorted(series.items(), key=lambda kv: str(kv[0])):
+            rounds = r.get("iterations") if r["kind"] == "continual" else None  # a round's budget sets the series
+            series.setdefault((r["kind"], r["method"], r.get("field", "conv1x1"), r.get("generator"), rounds),
+                              []).append(r)
+    for (kind, method, field, generator, rounds), sel in sorted(series.items(), key=lambda kv: str(kv[0])):
         sel = sorted(sel, key=lambda r: r["people"])
         style = "^:" if method == "guide" else SERIES_STYLE[kind][0]
         colour = "tab:red" if method == "guide" else "tab:brown" if kind == "stacked" else FIELD_COLOUR.get(field)
-        label = series_label(kind, method, field, generator, generators)
+        label = series_label(kind, method, field, generator, generators, rounds)
         n = [r["people"] for r in sel]
-        axes[0].plot(n, [r["forgotten_fraction"] for r in sel], style, color=colour, label=label)
-        axes[1].plot(n, [r["id_preservation"] for r in sel], style, color=colour, label=label)
+        hollow = {"markerfacecolor": "none"} if rounds is not None and rounds < 300 else {}  # a smaller budget
+        axes[0].plot(n, [r["forgotten_fraction"] for r in sel], style, color=colour, label=label, **hollow)
+        axes[1].plot(n, [r["id_preservation"] for r in sel], style, color=colour, label=label, **hollow)
     axes[0].axhline(0.95, color="grey", lw=0.8, ls=":")
     axes[0].set(title="people forgotten (id_target < threshold)", xlabel="people forgotten so far (N)",
                 ylabel="fraction", ylim=(-0.02, 1.02))

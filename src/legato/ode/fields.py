@@ -174,6 +174,11 @@ class KeyedField(_SwitchedField):
             raise InputError("set_projection needs a keyed field with gate space 'identity'")
         self.projection = projection.detach().to(self.center)
 
+    @property
+    def awaits_projection(self) -> bool:
+        """In the identity space, before its map is set (the gate stays shut until then)."""
+        return self.space == "identity" and not bool(self.projection.any())
+
     def _measured(self, standard: torch.Tensor) -> torch.Tensor:
         return standard if self.space == "latent" else standard @ self.projection.to(standard)
 
@@ -184,7 +189,7 @@ class KeyedField(_SwitchedField):
     def openness(self, condition: torch.Tensor) -> torch.Tensor:
         if self.keys.shape[0] == 0:
             return condition.new_zeros(condition.shape[0])
-        if self.space == "identity" and not bool(self.projection.any()):
+        if self.awaits_projection:
             return condition.new_zeros(condition.shape[0])
         standard = self._measured(self.standardised(condition))
         keys = self._measured(self.keys.to(standard))

@@ -215,8 +215,7 @@ def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.
     adapter_set = trainable.adapter_set
     if adapter_set is None or adapter_set.config.field != "keyed":
         return
-    if adapter_set.config.gate_space == "identity" and not bool(adapter_set.adapter(adapter_set.sites[0])
-                                                                  .field.projection.any()):
+    if adapter_set.adapter(adapter_set.sites[0]).field.awaits_projection:
         from legato.unlearning.gate_space import identity_projection
 
         center, scale = adapter_set.gate_standardisation()

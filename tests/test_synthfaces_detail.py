@@ -138,3 +138,21 @@ def test_mask_loss_rewards_finding_the_features():
     right = mask_loss((masks * 2 - 1) * 8, masks)
     blind = mask_loss(torch.full_like(masks, -8.0), masks)  # "nothing anywhere" is cheap without the weighting
     assert right < 0.01 < blind
+
+
+def test_mouth_errors_split_the_same_error_that_measure_detail_reports():
+    from legato.synthfaces.detail import mouth_errors
+
+    gen = load_generator()
+    split = mouth_errors(gen, n=40, batch=20)
+    assert split["l1_mouth"] == measure_detail(gen, n=40, batch=20)["l1_mouth"]
+    for groups in (split["by_smile"], split["by_beard"]):
+        assert sum(g["n"] for g in groups.values()) == 40
+        assert abs(sum(g["share_of_error"] for g in groups.values()) - 1.0) < 0.01
+    assert split["per_latent"].shape == (40,) and split["fake"].shape == split["real"].shape
+
+    class Renderer(torch.nn.Module):  # a generator that draws exactly the render has no mouth error
+        def forward(self, z, cam):
+            return render(*P.split(P.z_to_params(z)), cam)
+
+    assert mouth_errors(Renderer(), n=10)["l1_mouth"] == 0.0

@@ -165,3 +165,27 @@ def test_an_outline_cycle_is_recorded(tmp_path):
     tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
     second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3, outline_weight=3.0)
     assert second["cycles"][1]["outline_weight"] == 3.0 and second["cycles"][0]["outline_weight"] == 0.0
+
+
+def test_mouth_weight_weighs_the_mouth_region_alone_and_is_recorded(tmp_path):
+    from legato.synthfaces import train_generator as tg
+    from legato.synthfaces import params as P
+    from legato.synthfaces.renderer import feature_regions
+
+    _, _, _, plain, _ = tg._batch(4, torch.Generator().manual_seed(3), region_weight=4.0)
+    g = torch.Generator().manual_seed(3)
+    _, _, _, weight, _ = tg._batch(4, g, region_weight=4.0, mouth_weight=8.0)
+    # the same draw again, to know where the regions are
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(4, P.Z_DIM, generator=g)
+    cam = P.random_camera(4, generator=g)
+    regions = feature_regions(*P.split(P.z_to_params(z)), cam)
+    mouth, eyes = regions["mouth"][:, None] > 0.99, regions["eyes"][:, None] > 0.99
+    assert mouth.any() and eyes.any()
+    assert torch.allclose(weight[mouth], plain[mouth] + 8.0)  # 8 more inside the mouth region
+    assert torch.equal(weight[eyes & ~mouth], plain[eyes & ~mouth])  # the eyes keep the region weight only
+    out = tmp_path / "g.safetensors"
+    tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
+    second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3, region_weight=4.0,
+                      mouth_weight=8.0)
+    assert second["cycles"][1]["mouth_weight"] == 8.0 and second["cycles"][0]["mouth_weight"] == 0.0

@@ -124,6 +124,8 @@ def register(app: typer.Typer) -> None:
         outline_weight: float = typer.Option(0.0, "--outline-weight", help="generator: weight of the term on the "
                                              "mean colour of lips, teeth and glasses rims and of a ring just "
                                              "outside them (0: none)."),
+        mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="generator: extra loss weight inside "
+                                           "the mouth region alone, on top of --region-weight (0: none)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -143,6 +145,7 @@ def register(app: typer.Typer) -> None:
                         "threads": threads, "region_weight": region_weight, "mask_weight": mask_weight,
                         "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
                         "colour_weight": colour_weight, "outline_weight": outline_weight,
+                        "mouth_weight": mouth_weight,
                         **_generator_shape(grow_from, widths, coords),
                         # --lr sets the peak of the cycle this command runs: the first, or the extension
                         **({("extend_lr" if extend_seconds else "lr"): lr} if lr else {})}

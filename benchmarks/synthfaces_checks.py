@@ -10,7 +10,8 @@
 - detail: generator vs renderer on 500 held-out latents: identity match, the feature probe's agreement
   (glasses, beard, eye colour) and the L1 error inside the eye and mouth regions (`synthfaces.detail`);
 - mouth: where the mouth-region L1 comes from (the same 500 latents as detail), split by how open the
-  rendered mouth is and by beard, and a picture of the worst and of typical mouths (render | generator |
+  rendered mouth is, by beard and by distance from the lips, beside the error of a blurred or 32² render
+  alone (how sharp a generator must be for a given error), and a picture of the worst and of typical mouths (render | generator |
   error) at `--mouth-picture` (`synthfaces.detail.mouth_errors`);
 - photo-check: how well the generator's closest image explains a photo (`Inverter.reconstruction_match`,
   after the 10 refinement steps of `unlearn`)

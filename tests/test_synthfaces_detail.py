@@ -150,6 +150,11 @@ def test_mouth_errors_split_the_same_error_that_measure_detail_reports():
         assert sum(g["n"] for g in groups.values()) == 40
         assert abs(sum(g["share_of_error"] for g in groups.values()) - 1.0) < 0.01
     assert split["per_latent"].shape == (40,) and split["fake"].shape == split["real"].shape
+    rings = split["by_distance_from_lips"]
+    assert abs(sum(r["share_of_error"] for r in rings.values()) - 1.0) < 0.01  # the rings partition the region
+    assert rings["lips and teeth"]["pixels_per_image"] > 5 and rings["farther"]["pixels_per_image"] > 5
+    floors = split["render_degraded"]  # more blur, more error; none of them is free
+    assert 0 < floors["blurred, sigma 0.5 px"] < floors["blurred, sigma 1 px"]
 
     class Renderer(torch.nn.Module):  # a generator that draws exactly the render has no mouth error
         def forward(self, z, cam):

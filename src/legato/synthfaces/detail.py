@@ -175,36 +175,82 @@ def measure_detail(generator=None, n: int = 500, seed: int = 0, batch: int = 50,
 SMILE_BANDS = {"closed (smile < 0.6)": (-1.0, 0.6), "opening (0.6–0.8)": (0.6, 0.8), "open (≥ 0.8)": (0.8, 2.0)}
 
 
+# rings around the lips and teeth for the split of the mouth error by distance (pixels, Chebyshev)
+MOUTH_RINGS = {"lips and teeth": (0, 0), "1 px around": (1, 1), "2 px around": (2, 2), "3–4 px around": (3, 4),
+               "farther": (5, 99)}
+
+
+def _ring_masks(feature: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`feature` `[B, H, W]` in [0, 1] → soft masks of the pixels at each `MOUTH_RINGS` distance from it."""
+    grown = {0: feature}
+    for r in (1, 2, 4):
+        grown[r] = F.max_pool2d(feature[:, None], 2 * r + 1, 1, r)[:, 0]
+    out = {}
+    for name, (lo, hi) in MOUTH_RINGS.items():
+        inner = grown[lo - 1] if lo > 0 else torch.zeros_like(feature)
+        outer = grown[hi] if hi in grown else torch.ones_like(feature)
+        out[name] = (outer - inner).clamp(0.0, 1.0)
+    return out
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = torch.arange(-4, 5, dtype=x.dtype)
+    k = torch.exp(-k ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    kernel = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 9, 9)
+    return F.conv2d(F.pad(x, (4, 4, 4, 4), mode="replicate"), kernel, groups=x.shape[1])
+
+
 def mouth_errors(generator=None, n: int = 500, seed: int = 0, batch: int = 50) -> dict:
     """Where the mouth-region L1 comes from: the same held-out latents as `measure_detail`, the error split by
-    how open the rendered mouth is and by beard, with the per-latent errors and images for pictures
-    (`fake`, `real`, `mouth` masks; the caller drops them before printing)."""
+    how open the rendered mouth is, by beard and by distance from the lips and teeth, beside the error that
+    a degraded render alone would have (`render_degraded`: blurred, or drawn at 32² and upsampled; floors that
+    say how sharp a generator must be to reach a given mouth error), with the per-latent errors and images
+    for pictures (`fake`, `real`, `mouth` masks; the caller drops them before printing)."""
     from legato.synthfaces.generator import load_generator
-    from legato.synthfaces.renderer import feature_regions
+    from legato.synthfaces.renderer import MASK_NAMES, feature_regions, render_with_masks
 
     gen = generator if generator is not None else load_generator()
     g = torch.Generator().manual_seed(HELD_OUT_LATENT_SEED + seed)
-    fakes, reals, masks, smiles, beards = [], [], [], [], []
+    fakes, reals, masks, smiles, beards, mouth_features = [], [], [], [], [], []
+    lips_teeth = [MASK_NAMES.index("lips"), MASK_NAMES.index("teeth")]
     with torch.no_grad():
         for i in range(0, n, batch):
             z, cam, idn, nui, real = _render_batch(min(batch, n - i), g)
             fakes.append(gen(z, cam).clamp(-1, 1))
             reals.append(real)
             masks.append(feature_regions(idn, nui, cam)["mouth"])
+            mouth_features.append(render_with_masks(idn, nui, cam)[1][:, lips_teeth].amax(1))
             smiles.append(nui[:, 0])
             beards.append(idn[:, P.IDENTITY_PARAMS.index("facial_hair")])
     fake, real, mask = torch.cat(fakes), torch.cat(reals), torch.cat(masks)
     smile, beard = torch.cat(smiles), torch.cat(beards)
-    err = (fake - real).abs().mean(1) * mask
+    err_map = (fake - real).abs().mean(1)
+    err = err_map * mask
     total, pixels = err.sum((1, 2)), mask.sum((1, 2))
 
     def pooled(sel: torch.Tensor) -> dict:
         return {"n": int(sel.sum()), "l1_mouth": round(float(total[sel].sum() / pixels[sel].sum().clamp(min=1)), 4),
                 "share_of_error": round(float(total[sel].sum() / total.sum()), 3)}
 
+    def by_pixels(weight: torch.Tensor) -> dict:
+        w = weight * mask
+        return {"pixels_per_image": round(float(w.sum()) / n, 1),
+                "l1": round(float((err_map * w).sum() / w.sum().clamp(min=1e-6)), 4),
+                "share_of_error": round(float((err_map * w).sum() / total.sum()), 3)}
+
+    def region_l1(image: torch.Tensor) -> float:
+        return round(float(((image - real).abs().mean(1) * mask).sum() / pixels.sum()), 4)
+
+    at_32 = F.interpolate(F.interpolate(real, scale_factor=0.5, mode="bilinear", antialias=True),
+                          scale_factor=2, mode="bilinear")
     return {"n": n, "l1_mouth": pooled(torch.ones_like(smile, dtype=torch.bool))["l1_mouth"],
             "by_smile": {k: pooled((smile >= lo) & (smile < hi)) for k, (lo, hi) in SMILE_BANDS.items()},
             "by_beard": {"beard": pooled(beard >= BEARD_AT), "no beard": pooled(beard < BEARD_AT)},
+            "by_distance_from_lips": {k: by_pixels(m) for k, m in _ring_masks(torch.cat(mouth_features)).items()},
+            "render_degraded": {"blurred, sigma 0.5 px": region_l1(_blur(real, 0.5)),
+                                "blurred, sigma 1 px": region_l1(_blur(real, 1.0)),
+                                "drawn at 32x32, upsampled": region_l1(at_32)},
             "per_latent": (total / pixels.clamp(min=1)), "fake": fake, "real": real, "mouth": mask}
 
 

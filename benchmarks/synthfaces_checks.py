@@ -11,8 +11,8 @@
   (glasses, beard, eye colour) and the L1 error inside the eye and mouth regions (`synthfaces.detail`);
 - mouth: where the mouth-region L1 comes from (the same 500 latents as detail), split by how open the
   rendered mouth is, by beard and by distance from the lips, beside the error of a blurred or 32² render
-  alone (how sharp a generator must be for a given error), and a picture of the worst and of typical mouths (render | generator |
-  error) at `--mouth-picture` (`synthfaces.detail.mouth_errors`);
+  alone (how sharp a generator must be for a given error), and a picture of the worst and of typical
+  mouths (render | generator | error) at `--mouth-picture` (`synthfaces.detail.mouth_errors`);
 - photo-check: how well the generator's closest image explains a photo (`Inverter.reconstruction_match`,
   after the 10 refinement steps of `unlearn`)
   of photos of the world (in-domain, out-of-domain) against things that are not (plain colours, noise,

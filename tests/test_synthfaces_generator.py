@@ -168,8 +168,8 @@ def test_an_outline_cycle_is_recorded(tmp_path):
 
 
 def test_mouth_weight_weighs_the_mouth_region_alone_and_is_recorded(tmp_path):
-    from legato.synthfaces import train_generator as tg
     from legato.synthfaces import params as P
+    from legato.synthfaces import train_generator as tg
     from legato.synthfaces.renderer import feature_regions
 
     _, _, _, plain, _ = tg._batch(4, torch.Generator().manual_seed(3), region_weight=4.0)

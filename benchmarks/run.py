@@ -518,6 +518,8 @@ def main() -> int:
     ap.add_argument("--methods", nargs="*", default=None, help=f"subset of {list(METHODS)}")
     ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
+    ap.add_argument("--lambda-global", type=float, default=None,
+                    help="the global preservation weight (default: the generator's; SynthFaces 10)")
     ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
     ap.add_argument("--n-random", type=int, default=None, help="random people for id_preservation")
     ap.add_argument("--n-fid", type=int, default=None, help="samples per FID")
@@ -550,6 +552,8 @@ def main() -> int:
             mode[key] = getattr(args, key)
     mode["adapter_options"] = {k: getattr(args, k) for k in ("field", "gate_hidden", "gate_space", "gate_floor")
                               if getattr(args, k) is not None}
+    if args.lambda_global is not None:
+        mode["adapter_options"]["lambda_global_"] = args.lambda_global
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)

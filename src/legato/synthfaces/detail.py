@@ -62,12 +62,18 @@ class FeatureProbe(nn.Module):
         return {k: torch.cat([o[k] for o in outs]).argmax(1) for k in FEATURES}
 
 
-def _render_batch(n: int, g: torch.Generator):
-    from legato.synthfaces.renderer import render
-
+def _draw_latents(n: int, g: torch.Generator):
+    """z, camera and the renderer's identity and nuisance parameters of `n` latents drawn from `g`."""
     z = torch.randn(n, P.Z_DIM, generator=g)
     cam = P.random_camera(n, generator=g)
     idn, nui = P.split(P.z_to_params(z))
+    return z, cam, idn, nui
+
+
+def _render_batch(n: int, g: torch.Generator):
+    from legato.synthfaces.renderer import render
+
+    z, cam, idn, nui = _draw_latents(n, g)
     return z, cam, idn, nui, render(idn, nui, cam)
 
 
@@ -216,11 +222,12 @@ def mouth_errors(generator=None, n: int = 500, seed: int = 0, batch: int = 50) -
     lips_teeth = [MASK_NAMES.index("lips"), MASK_NAMES.index("teeth")]
     with torch.no_grad():
         for i in range(0, n, batch):
-            z, cam, idn, nui, real = _render_batch(min(batch, n - i), g)
+            z, cam, idn, nui = _draw_latents(min(batch, n - i), g)
+            real, feature_masks = render_with_masks(idn, nui, cam)  # the render and its masks in one pass
             fakes.append(gen(z, cam).clamp(-1, 1))
             reals.append(real)
             masks.append(feature_regions(idn, nui, cam)["mouth"])
-            mouth_features.append(render_with_masks(idn, nui, cam)[1][:, lips_teeth].amax(1))
+            mouth_features.append(feature_masks[:, lips_teeth].amax(1))
             smiles.append(nui[:, 0])
             beards.append(idn[:, P.IDENTITY_PARAMS.index("facial_hair")])
     fake, real, mask = torch.cat(fakes), torch.cat(reals), torch.cat(masks)

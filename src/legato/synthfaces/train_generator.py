@@ -239,12 +239,14 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         cycles = json.loads(ck.get("cycles") or "[]")
     if extend_seconds is not None and step == 0:
         raise ValueError(f"extend_seconds continues a finished run, but {ckpt_path} does not exist")
+    # the loss terms this command runs with, recorded in the cycle it starts
+    terms = {"edge_weight": edge_weight, "region_weight": region_weight, "mask_weight": mask_weight,
+             "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
+             "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight}
     if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
         first_edge = 0.0 if extend_seconds is not None else edge_weight
-        cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr, "edge_weight": first_edge,
-                   "region_weight": region_weight, "mask_weight": mask_weight,
-                   "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
-                   "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight}]
+        cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr,
+                   **terms, "edge_weight": first_edge}]
         if grown_from is not None:
             cycles[0]["grown_from"] = grown_from
     last = cycles[-1]
@@ -252,10 +254,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     if extend_seconds is not None and last_done:
         # the last cycle has finished: the next one extends it (a resumed extension is still running)
         cycles.append({"start_step": step, "start_seconds": round(elapsed_before, 1), "seconds": float(extend_seconds),
-                       "lr": extend_lr, "edge_weight": edge_weight, "region_weight": region_weight,
-                       "mask_weight": mask_weight, "adversarial_weight": adversarial_weight,
-                       "feature_weight": feature_weight, "colour_weight": colour_weight,
-                       "outline_weight": outline_weight, "mouth_weight": mouth_weight, "extension": True})
+                       "lr": extend_lr, **terms, "extension": True})
     cycle = cycles[-1]
     t0 = time.perf_counter()
     last_ckpt = t0

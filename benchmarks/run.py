@@ -502,7 +502,16 @@ def update_readme(readme: Path, block: str) -> None:
     readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
 
 
-def main() -> int:
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value
+
+
+def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, dict, list[str]]:
+    """The parsed arguments, the tier's name, its settings (`mode`, with the command line's overrides) and the
+    parts to run."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the quick version (default)")
     ap.add_argument("--standard", action="store_true", help="the standard tier: the README table, 8 people "
@@ -518,7 +527,7 @@ def main() -> int:
     ap.add_argument("--methods", nargs="*", default=None, help=f"subset of {list(METHODS)}")
     ap.add_argument("--identities", type=int, default=None, help="identities per scenario")
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
-    ap.add_argument("--lambda-global", type=float, default=None,
+    ap.add_argument("--lambda-global", type=_non_negative, default=None,
                     help="the global preservation weight (default: the generator's; SynthFaces 10)")
     ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
     ap.add_argument("--n-random", type=int, default=None, help="random people for id_preservation")
@@ -536,7 +545,7 @@ def main() -> int:
     ap.add_argument("--gate-floor", type=float, default=None, help="--field keyed: openness below this is 0")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     name = "full" if args.full else "standard" if args.standard else "quick"
     mode = dict(MODES[name])
     if args.identities:
@@ -559,10 +568,15 @@ def main() -> int:
     mode["methods"] = args.methods or list(METHODS)
     mode["workers"] = max(1, args.workers)
     mode["resume"] = args.resume
-    out = args.out or ROOT / "results" / name
-    out.mkdir(parents=True, exist_ok=True)
     parts = args.only or (["table", "controllability"] if name == "standard" else
                           ["table", "controllability", "collapse", "many", "ablations", "dial", "collapse-reference"])
+    return args, name, mode, parts
+
+
+def main() -> int:
+    args, name, mode, parts = settings()
+    out = args.out or ROOT / "results" / name
+    out.mkdir(parents=True, exist_ok=True)
     summary = {"mode": name, "settings": mode, "machine": {"python": platform.python_version(),
                "torch": torch.__version__, "cpu_count": os.cpu_count(), "workers": mode["workers"],
                "threads_per_worker": 1, "processor": cpu_name(),

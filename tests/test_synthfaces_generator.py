@@ -189,3 +189,14 @@ def test_mouth_weight_weighs_the_mouth_region_alone_and_is_recorded(tmp_path):
     second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3, region_weight=4.0,
                       mouth_weight=8.0)
     assert second["cycles"][1]["mouth_weight"] == 8.0 and second["cycles"][0]["mouth_weight"] == 0.0
+
+
+@pytest.mark.parametrize("term", ["mouth_weight", "region_weight", "adversarial_weight"])
+def test_a_negative_loss_weight_is_refused_before_training(tmp_path, term):
+    from legato.errors import InputError
+    from legato.synthfaces import train_generator as tg
+
+    out = tmp_path / "g.safetensors"
+    with pytest.raises(InputError, match=term.removesuffix("_weight") + " -2"):
+        tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False, **{term: -2.0})
+    assert not out.exists() and not out.with_suffix(".ckpt.pt").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from legato.errors import InputError
 from legato.synthfaces import params as P
 from legato.synthfaces.generator import GeneratorConfig, SynthFacesGenerator, config_from_json, save_generator
 from legato.synthfaces.renderer import MASK_NAMES, feature_regions, render, render_with_masks
@@ -198,6 +199,13 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     measure furthest from its goal, and most of its error is not in the lips but in the skin, nose tip and
     beard edge around them (`docs/synthfaces.md`), which only a weight on the whole region reaches.
     """
+    # the loss terms this command runs with, recorded in the cycle it starts
+    terms = {"edge_weight": edge_weight, "region_weight": region_weight, "mask_weight": mask_weight,
+             "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
+             "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight}
+    wrong = [f"{name.removesuffix('_weight')} {value}" for name, value in terms.items() if not value >= 0]
+    if wrong:  # a negative weight would reward the error it names; refuse before an hour is spent on it
+        raise InputError(f"loss weights must be ≥ 0 (got {', '.join(wrong)})")
     out_path = Path(out_path)
     ckpt_path = out_path.with_suffix(".ckpt.pt")
     log_path = Path(log_path) if log_path else out_path.with_suffix(".log.jsonl")
@@ -239,10 +247,6 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         cycles = json.loads(ck.get("cycles") or "[]")
     if extend_seconds is not None and step == 0:
         raise ValueError(f"extend_seconds continues a finished run, but {ckpt_path} does not exist")
-    # the loss terms this command runs with, recorded in the cycle it starts
-    terms = {"edge_weight": edge_weight, "region_weight": region_weight, "mask_weight": mask_weight,
-             "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
-             "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight}
     if not cycles:  # a fresh run, or a checkpoint written before cycles were recorded (first cycle, no edge term)
         first_edge = 0.0 if extend_seconds is not None else edge_weight
         cycles = [{"start_step": 0, "start_seconds": 0.0, "seconds": budget, "lr": lr,

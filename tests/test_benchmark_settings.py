@@ -1,0 +1,40 @@
+"""benchmarks/run.py turns its command line into the settings its runs use: an option the table is run
+with must reach the unlearning config, and a nonsense value must stop the run before hours are spent."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("legato_benchmark_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lambda_global_reaches_the_unlearning_config(bench):
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+
+    gen = load_generator()
+    default = UnlearnConfig.for_generator(gen, method="legato", iterations=3)
+    _, name, mode, parts = bench.settings(["--quick", "--only", "table", "--lambda-global", "17.5",
+                                           "--field", "keyed", "--gate-floor", "0.05"])
+    assert name == "quick" and parts == ["table"]
+    cfg = UnlearnConfig.for_generator(gen, method="legato", iterations=3, **mode["adapter_options"])
+    assert cfg.weights.global_ == 17.5 != default.weights.global_
+    assert cfg.gate_floor == 0.05
+    _, _, plain, _ = bench.settings(["--quick"])
+    assert "lambda_global_" not in plain["adapter_options"]  # the generator's default is kept
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_a_negative_or_nan_lambda_global_is_refused(bench, value, capsys):
+    with pytest.raises(SystemExit):
+        bench.settings(["--lambda-global", value])
+    assert "must be a number ≥ 0" in capsys.readouterr().err

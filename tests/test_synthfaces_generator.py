@@ -1,5 +1,7 @@
 """The SynthFaces generator: the Generator interface, camera handling, weights I/O and (slow) fidelity."""
 
+import json
+
 import pytest
 import torch
 
@@ -200,3 +202,46 @@ def test_a_negative_loss_weight_is_refused_before_training(tmp_path, term):
     with pytest.raises(InputError, match=term.removesuffix("_weight") + " -2"):
         tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False, **{term: -2.0})
     assert not out.exists() and not out.with_suffix(".ckpt.pt").exists()
+
+
+def test_mouth_crops_are_centred_on_the_mouth_and_pass_gradients():
+    from legato.synthfaces import params as P
+    from legato.synthfaces import train_generator as tg
+    from legato.synthfaces.renderer import feature_regions
+
+    img = torch.zeros(2, 3, 64, 64, requires_grad=True)
+    marked = img.detach().clone()
+    marked[0, :, 40, 20] = 1.0  # one bright pixel at x 20, y 40
+    marked[1, :, 10, 50] = 1.0
+    marked.requires_grad_(True)
+    crops = tg.mouth_crops(marked, torch.tensor([[20.0, 40.0], [50.0, 10.0]]), size=8, out=16)
+    assert crops.shape == (2, 3, 16, 16)
+    peak = crops[:, 0].flatten(1).argmax(1)
+    rows, cols = peak // 16, peak % 16
+    assert ((rows - 7.5).abs() <= 1).all() and ((cols - 7.5).abs() <= 1).all()  # the marked pixel is central
+    crops.sum().backward()
+    assert marked.grad[0, 0, 40, 20] > 0 and marked.grad[0, 0, 5, 5] == 0  # only the cropped pixels
+    # the centres sit inside each latent's mouth region
+    z, cam = torch.randn(6, P.Z_DIM, generator=torch.Generator().manual_seed(1)), P.random_camera(6)
+    centres = tg.mouth_centres(z, cam)
+    regions = feature_regions(*P.split(P.z_to_params(z)), cam)["mouth"]
+    x, y = centres.round().long().unbind(1)
+    assert (regions[torch.arange(6), y, x] == 1).all()
+
+
+def test_a_mouth_critic_cycle_is_recorded_and_its_critic_resumes(tmp_path):
+    from legato.synthfaces import train_generator as tg
+
+    out = tmp_path / "g.safetensors"
+    tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
+    second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.5, mouth_critic_weight=0.2)
+    assert second["cycles"][1]["mouth_critic_weight"] == 0.2 and second["cycles"][0]["mouth_critic_weight"] == 0.0
+    ck = torch.load(out.with_suffix(".ckpt.pt"), weights_only=True)
+    assert "mouth_critic" in ck and "mouth_critic_opt" in ck
+    logged = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
+    assert any("mouth_critic_loss" in r for r in logged) or second["steps"] < 25
+    third = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3)
+    ck3 = torch.load(out.with_suffix(".ckpt.pt"), weights_only=True)
+    assert third["cycles"][2]["mouth_critic_weight"] == 0.0
+    # a cycle without the term carries the critic on unchanged (a fresh one would have new random weights)
+    assert all(torch.equal(ck3["mouth_critic"][k], v) for k, v in ck["mouth_critic"].items())

@@ -126,6 +126,9 @@ def register(app: typer.Typer) -> None:
                                              "outside them (0: none)."),
         mouth_weight: float = typer.Option(0.0, "--mouth-weight", help="generator: extra loss weight inside "
                                            "the mouth region alone, on top of --region-weight (0: none)."),
+        mouth_critic_weight: float = typer.Option(0.0, "--mouth-critic-weight", help="generator: weight of a "
+                                                  "second patch critic that sees only a crop around each mouth "
+                                                  "(training only; 0: none)."),
     ) -> None:
         """Train SynthFaces models with the project's recipes and write them as safetensors."""
         from legato.errors import InputError
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
                         "threads": threads, "region_weight": region_weight, "mask_weight": mask_weight,
                         "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
                         "colour_weight": colour_weight, "outline_weight": outline_weight,
-                        "mouth_weight": mouth_weight,
+                        "mouth_weight": mouth_weight, "mouth_critic_weight": mouth_critic_weight,
                         **_generator_shape(grow_from, widths, coords),
                         # --lr sets the peak of the cycle this command runs: the first, or the extension
                         **({("extend_lr" if extend_seconds else "lr"): lr} if lr else {})}

@@ -94,6 +94,47 @@ class PatchDiscriminator(torch.nn.Module):
         return self.net(x)
 
 
+MOUTH_CROP = 20  # pixels of the 64² image a mouth crop spans (the mouth region is ≈ 10–18 wide)
+
+
+def mouth_centres(z: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+    """The centre `[B, 2]` (x, y in pixel indices of the 64² image) of each latent's mouth region."""
+    regions = feature_regions(*P.split(P.z_to_params(z)), cam)["mouth"]  # [B, 64, 64]
+    ys, xs = torch.meshgrid(torch.arange(regions.shape[1], dtype=torch.float32),
+                            torch.arange(regions.shape[2], dtype=torch.float32), indexing="ij")
+    area = regions.sum((1, 2)).clamp_min(1.0)
+    centre = torch.stack([(regions * xs).sum((1, 2)) / area, (regions * ys).sum((1, 2)) / area], 1)
+    # a mouth the yaw has hidden (empty region) is cropped at the image's centre, where its crop harms nothing
+    empty = regions.sum((1, 2)) == 0
+    centre[empty] = (regions.shape[-1] - 1) / 2
+    return centre
+
+
+def mouth_crops(images: torch.Tensor, centres: torch.Tensor, size: int = MOUTH_CROP, out: int = 32) -> torch.Tensor:
+    """Crops `[B, C, out, out]` of `size` × `size` pixels around `centres` `[B, 2]` (x, y pixel indices),
+    resampled bilinearly, so the critic's gradient reaches the generator's pixels."""
+    b, c, h, w = images.shape
+    theta = torch.zeros(b, 2, 3, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = size / w, size / h
+    theta[:, 0, 2] = (centres[:, 0] + 0.5) / w * 2 - 1
+    theta[:, 1, 2] = (centres[:, 1] + 0.5) / h * 2 - 1
+    grid = F.affine_grid(theta, [b, c, out, out], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def critic_step(critic: torch.nn.Module, critic_opt: torch.optim.Optimizer, real: torch.Tensor,
+                fake: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """One hinge-loss step of `critic` (renders vs the generator's images), then the generator's term scored
+    by the updated critic, whose parameters take no gradient from it. Returns (term, critic loss)."""
+    critic.requires_grad_(True)
+    d_loss = F.relu(1.0 - critic(real)).mean() + F.relu(1.0 + critic(fake.detach())).mean()
+    critic_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    critic_opt.step()
+    critic.requires_grad_(False)
+    return -critic(fake).mean(), d_loss.item()
+
+
 def mask_loss(logits: torch.Tensor, masks: torch.Tensor, positive_weight: float = 10.0) -> torch.Tensor:
     """Binary cross-entropy against the soft masks, with feature pixels (≈ 1% of the image) weighted up."""
     weight = 1.0 + (positive_weight - 1.0) * masks
@@ -174,7 +215,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
           extend_seconds: float | None = None, extend_lr: float = 1e-3, edge_weight: float = 0.0,
           grow_from=None, config: GeneratorConfig | None = None, region_weight: float = 0.0,
           mask_weight: float = 0.0, adversarial_weight: float = 0.0, feature_weight: float = 0.0,
-          colour_weight: float = 0.0, outline_weight: float = 0.0, mouth_weight: float = 0.0) -> dict:
+          colour_weight: float = 0.0, outline_weight: float = 0.0, mouth_weight: float = 0.0,
+          mouth_critic_weight: float = 0.0) -> dict:
     """Train from scratch (or resume from `out_path`.ckpt) and write the weights to `out_path`.
 
     The schedule runs for `steps` steps when given, else for `seconds` of wall time (default 3,300 s).
@@ -198,11 +240,15 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     loss weight inside the mouth region alone (on top of `region_weight`): the mouth region is the detail
     measure furthest from its goal, and most of its error is not in the lips but in the skin, nose tip and
     beard edge around them (`docs/synthfaces.md`), which only a weight on the whole region reaches.
+    `mouth_critic_weight` adds a second patch critic that sees only a `MOUTH_CROP`-pixel crop around each
+    mouth, upsampled to 32² (`mouth_crops`), so its whole judgement is spent on lips, teeth and the skin
+    around them; the image critic's 30-pixel patches weigh a mouth of a few pixels as little as the cheek.
     """
     # the loss terms this command runs with, recorded in the cycle it starts
     terms = {"edge_weight": edge_weight, "region_weight": region_weight, "mask_weight": mask_weight,
              "adversarial_weight": adversarial_weight, "feature_weight": feature_weight,
-             "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight}
+             "colour_weight": colour_weight, "outline_weight": outline_weight, "mouth_weight": mouth_weight,
+             "mouth_critic_weight": mouth_critic_weight}
     wrong = [f"{name.removesuffix('_weight')} {value}" for name, value in terms.items() if not value >= 0]
     if wrong:  # a negative weight would reward the error it names; refuse before an hour is spent on it
         raise InputError(f"loss weights must be ≥ 0 (got {', '.join(wrong)})")
@@ -231,6 +277,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     critic = PatchDiscriminator() if adversarial_weight or (ck is not None and "critic" in ck) else None
     critic_opt = torch.optim.Adam(critic.parameters(), lr=4e-4, betas=(0.0, 0.99)) if critic is not None else None
+    mouth_critic = PatchDiscriminator() if mouth_critic_weight or (ck is not None and "mouth_critic" in ck) else None
+    mouth_critic_opt = (torch.optim.Adam(mouth_critic.parameters(), lr=4e-4, betas=(0.0, 0.99))
+                        if mouth_critic is not None else None)
     rng = torch.Generator().manual_seed(seed)
     step, elapsed_before = 0, 0.0
     cycles: list[dict] = []
@@ -241,6 +290,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         if critic is not None and "critic" in ck:
             critic.load_state_dict(ck["critic"])
             critic_opt.load_state_dict(ck["critic_opt"])
+        if mouth_critic is not None and "mouth_critic" in ck:
+            mouth_critic.load_state_dict(ck["mouth_critic"])
+            mouth_critic_opt.load_state_dict(ck["mouth_critic_opt"])
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
@@ -279,11 +331,13 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
             state["aux"] = aux.state_dict()
         if critic is not None:
             state["critic"], state["critic_opt"] = critic.state_dict(), critic_opt.state_dict()
+        if mouth_critic is not None:
+            state["mouth_critic"], state["mouth_critic_opt"] = mouth_critic.state_dict(), mouth_critic_opt.state_dict()
         torch.save(state, tmp)
         tmp.replace(ckpt_path)
 
     log = open(log_path, "a")  # noqa: SIM115
-    ema = d_ema = None
+    ema = d_ema = mouth_d_ema = None
     mask_term_ema: dict[str, float] = {}
     try:
         while fraction() < 1.0:
@@ -312,17 +366,16 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                     mask_term_ema[name] = value.item() if last is None else 0.98 * last + 0.02 * value.item()
             adv_w = cycle.get("adversarial_weight", 0.0)
             if adv_w:
-                # the critic's step first (hinge loss on renders vs the generator's images), then the generator
-                # is scored by the updated critic, whose parameters take no gradient from that term
-                critic.requires_grad_(True)
-                d_loss = F.relu(1.0 - critic(target)).mean() + F.relu(1.0 + critic(fake.detach())).mean()
-                critic_opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                critic_opt.step()
-                critic.requires_grad_(False)
-                g_adv = -critic(fake).mean()
+                g_adv, d_loss = critic_step(critic, critic_opt, target, fake)
                 loss = loss + adv_w * g_adv
-                d_ema = d_loss.item() if d_ema is None else 0.98 * d_ema + 0.02 * d_loss.item()
+                d_ema = d_loss if d_ema is None else 0.98 * d_ema + 0.02 * d_loss
+            mouth_adv_w = cycle.get("mouth_critic_weight", 0.0)
+            if mouth_adv_w:
+                centres = mouth_centres(z, cam)
+                g_adv, d_loss = critic_step(mouth_critic, mouth_critic_opt, mouth_crops(target, centres),
+                                            mouth_crops(fake, centres))
+                loss = loss + mouth_adv_w * g_adv
+                mouth_d_ema = d_loss if mouth_d_ema is None else 0.98 * mouth_d_ema + 0.02 * d_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -334,6 +387,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                        "images_per_s": round(step * batch_size / max(elapsed(), 1e-6), 1)}
                 if d_ema is not None:
                     rec["critic_loss"] = round(d_ema, 4)
+                if mouth_d_ema is not None:
+                    rec["mouth_critic_loss"] = round(mouth_d_ema, 4)
                 rec.update({name: round(v, 5) for name, v in mask_term_ema.items()})
                 log.write(json.dumps(rec) + "\n")
                 log.flush()

@@ -509,6 +509,33 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _config_override(ap: argparse.ArgumentParser, item: str) -> tuple[str, object]:
+    """`KEY=VALUE` → (key, value) for `UnlearnConfig.for_generator`, the value typed like the setting's
+    default (`lambda_X` names a loss weight); an unknown key or a value of the wrong type stops the run."""
+    import dataclasses
+
+    from legato.unlearning.config import LossWeights, UnlearnConfig
+
+    key, sep, text = item.partition("=")
+    key = key.strip().replace("-", "_")
+    settings_now = {f.name: getattr(UnlearnConfig(), f.name) for f in dataclasses.fields(UnlearnConfig)}
+    weights_now = {f.name: getattr(LossWeights(), f.name) for f in dataclasses.fields(LossWeights)}
+    if key.startswith("lambda_"):
+        name = key[len("lambda_"):]
+        name = name if name in weights_now else name + "_"  # lambda_global → LossWeights.global_
+        known, default, key = name in weights_now, weights_now.get(name), "lambda_" + name
+    else:
+        known, default = key in settings_now and key != "weights", settings_now.get(key)
+    if not sep or not known:
+        ap.error(f"--set {item}: expected KEY=VALUE with KEY a setting of UnlearnConfig or lambda_<loss term>")
+    parse = {bool: lambda t: {"true": True, "false": False}[t.lower()], int: int, float: float}
+    try:
+        value = parse.get(type(default), str)(text)
+    except (KeyError, ValueError):
+        ap.error(f"--set {item}: {text!r} is not a {type(default).__name__}")
+    return key, value
+
+
 def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, dict, list[str]]:
     """The parsed arguments, the tier's name, its settings (`mode`, with the command line's overrides) and the
     parts to run."""
@@ -529,6 +556,9 @@ def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, di
     ap.add_argument("--iterations", type=int, default=None, help="training iterations per run")
     ap.add_argument("--lambda-global", type=_non_negative, default=None,
                     help="the global preservation weight (default: the generator's; SynthFaces 10)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other UnlearnConfig setting for the table's runs, e.g. n_global=4 or "
+                         "lambda_adjacency=2 (repeatable)")
     ap.add_argument("--first-identity", type=int, default=0, help="index of the first identity per scenario")
     ap.add_argument("--n-random", type=int, default=None, help="random people for id_preservation")
     ap.add_argument("--n-fid", type=int, default=None, help="samples per FID")
@@ -563,6 +593,9 @@ def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, di
                               if getattr(args, k) is not None}
     if args.lambda_global is not None:
         mode["adapter_options"]["lambda_global_"] = args.lambda_global
+    for item in args.overrides:
+        key, value = _config_override(ap, item)
+        mode["adapter_options"][key] = value
     mode["scenarios"] = args.scenarios or list(SCENARIOS)
     mode["first"] = args.first_identity
     mode["methods"] = args.methods or list(METHODS)

@@ -38,3 +38,22 @@ def test_a_negative_or_nan_lambda_global_is_refused(bench, value, capsys):
     with pytest.raises(SystemExit):
         bench.settings(["--lambda-global", value])
     assert "must be a number ≥ 0" in capsys.readouterr().err
+
+
+def test_set_passes_any_config_setting_typed_like_its_default(bench):
+    from legato.synthfaces import load_generator
+    from legato.unlearning.config import UnlearnConfig
+
+    _, _, mode, _ = bench.settings(["--set", "n_global=4", "--set", "lambda_adjacency=2.5",
+                                    "--set", "lambda_global=12", "--set", "target=average"])
+    assert mode["adapter_options"] == {"n_global": 4, "lambda_adjacency": 2.5, "lambda_global_": 12.0,
+                                       "target": "average"}
+    cfg = UnlearnConfig.for_generator(load_generator(), method="legato", **mode["adapter_options"])
+    assert (cfg.n_global, cfg.weights.adjacency, cfg.weights.global_, cfg.target) == (4, 2.5, 12.0, "average")
+
+
+@pytest.mark.parametrize("item", ["n_global=four", "n_global=2.5", "no_such_setting=1", "n_global", "weights=1"])
+def test_set_refuses_an_unknown_key_or_a_mistyped_value(bench, item, capsys):
+    with pytest.raises(SystemExit):
+        bench.settings(["--set", item])
+    assert "--set" in capsys.readouterr().err

@@ -1,20 +1,14 @@
 """benchmarks/run.py turns its command line into the settings its runs use: an option the table is run
 with must reach the unlearning config, and a nonsense value must stop the run before hours are spent."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+from _benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("legato_benchmark_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run")
 
 
 def test_lambda_global_reaches_the_unlearning_config(bench):

@@ -1,21 +1,16 @@
 """The measured-series file of benchmarks/many_identities.py: a rerun's rows replace the same measurement and
 leave every other series alone, so the docs plot can hold series measured in different runs."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "many_identities.py"
+from _benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def many():
-    spec = importlib.util.spec_from_file_location("many_identities", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("many_identities")
 
 
 def _row(kind, people, fraction, field="conv1x1", generator="aaaaaaaaaaaa"):

@@ -120,6 +120,7 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
                    **{k: m.get(k) for k in METRICS}, "trainable_params": m["trainable_params"],
                    "seconds": m["seconds"], "seconds_to_forget": m.get("seconds_to_forget"),
                    "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
+                   "strangers_lost": m.get("id_preservation_lost"),
                    "sweep_spearman": m.get("sweep_spearman_id_target")}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -83,6 +83,27 @@ def test_forgotten_target_scores_low(world):
     assert quick_scores(source, forgetting, target, identity_model=ident)["id_target"] < 0.0
 
 
+def test_preservation_counts_the_strangers_who_are_lost(world):
+    gen, source, target, held = world
+    strangers = random_ws(gen, 24, 1)  # the random people evaluate draws with seed 0 (seed + 1)
+    lost = strangers[[3, 17]]
+
+    class LosingTwo(TinyGenerator):  # two of the strangers drawn as someone else, everyone else unchanged
+        def synthesis(self, ws, c=None):
+            hit = (ws[:, None] - lost[None]).flatten(2).abs().amax(2).min(1).values < 1e-6
+            ws = torch.where(hit[:, None, None], -ws, ws)
+            return super().synthesis(ws, c)
+
+    losing = LosingTwo()
+    losing.load_state_dict(gen.state_dict())
+    m = _run(source, losing, target, held, n_fid=0)
+    per = m["id_preservation_per_latent"]
+    assert len(per) == 24 and m["id_preservation_lost"] == 2
+    assert per[3] < 0.0 and per[17] < 0.0 and min(v for i, v in enumerate(per) if i not in (3, 17)) > 0.999
+    assert m["id_preservation"] == pytest.approx(sum(per) / 24, abs=1e-4)
+    assert _run(source, gen, target, held, n_fid=0)["id_preservation_lost"] == 0
+
+
 def test_no_held_out_means_no_id_others_and_no_real_data_means_no_delta(world):
     gen, source, target, _ = world
 

@@ -127,6 +127,7 @@ def _dial(tmp_path):
 
 def test_headline_numbers_carry_verdicts(tmp_path):
     metrics = {**METRICS, "threshold": 0.78, "id_others": 0.9, "id_others_n": 4, "fid_pre_floor": 5.0,
+               "id_preservation_n": 32, "id_preservation_lost": 2,
                "target_sharpness": 0.002, "target_sharpness_percentile": 40.0, "target_plausible": True,
                "ordinary_sharpness_range": [0.001, 0.004]}
     page = write_report(tmp_path / "out", metrics, {}, {}, title="verdicts").read_text()
@@ -136,6 +137,7 @@ def test_headline_numbers_carry_verdicts(tmp_path):
     assert by_label["id_others ↓"][0] == "fail" and "✘" in by_label["id_others ↓"][1]
     assert "still recognises" in by_label["id_others ↓"][1]
     assert by_label["id_preservation ↑"][0] == "fail"  # 0.93 < 0.95
+    assert "2 of 32 no longer recognised as themselves" in by_label["id_preservation ↑"][1]
     assert by_label["fid_pre ↓"][0] == "pass" and "5.000" in by_label["fid_pre ↓"][1]
     assert by_label["forgotten face: sharpness"][0] == "pass"
     assert "<script" not in page  # no dial, no script

@@ -172,7 +172,8 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
 
     Shapes: `target_ws` `[T, num_ws, w_dim]`, `held_out_ws` `[k, num_ws, w_dim]`; with T > 1 (several
     people forgotten) `id_target` averages one value per person and `id_target_per_latent` (and
-    `id_others_per_latent`) list them. `n_fid = 0` skips both
+    `id_others_per_latent`) list them; `id_preservation_per_latent` lists each random person's score and
+    `id_preservation_lost` counts those below the identity model's threshold. `n_fid = 0` skips both
     FIDs; `fid_bootstrap` resamples give each FID's interval (0: none). Each figure comes with `<key>_n`
     (its sample size) and, where it is an average over random draws, `<key>_ci95`: a t-interval over
     latents for the identity scores (over views for a single forgotten latent), ±1.96 bootstrap s.d. for FIDs.
@@ -247,7 +248,13 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
         if held_out_ws is not None:
             id_metric("id_others", held_out_ws, per_view=held_out_ws.shape[0] == 1, per_latent=several)
         if n_random:
-            id_metric("id_preservation", random_ws(source, n_random, seed + 1), per_view=False)
+            id_metric("id_preservation", random_ws(source, n_random, seed + 1), per_view=False, per_latent=True)
+            threshold = result.get("threshold")
+            per_stranger = result.get("id_preservation_per_latent")
+            if threshold is not None and per_stranger is not None:
+                # strangers no longer recognised as themselves: the mean hides whether a few lookalikes were
+                # forgotten outright or everyone drifted a little (docs/evaluation.md)
+                result["id_preservation_lost"] = sum(v < threshold for v in per_stranger)
         else:
             result.update(id_preservation=None, id_preservation_n=0, id_preservation_ci95=None)
         if crop_counts is not None:  # images embedded by this evaluation, and those MTCNN found no face in

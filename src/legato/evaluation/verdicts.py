@@ -37,10 +37,13 @@ def verdicts(metrics: dict) -> dict[str, dict]:
                       f"not forgotten: the identity model still recognises the person in {who}")
     if "id_preservation" in metrics:
         value = metrics.get("id_preservation")
+        lost, n = metrics.get("id_preservation_lost"), metrics.get("id_preservation_n")
+        # whether a few lookalikes went with the person or everyone drifted: the mean alone cannot say
+        count = "" if lost is None or not n else f" ({lost} of {n} no longer recognised as themselves)"
         out["id_preservation"] = _v(
             None if value is None else value >= PRESERVATION_GOAL, f"≥ {PRESERVATION_GOAL}",
-            "kept: random other people stay themselves after unlearning",
-            "damaged: other people's identities changed along with the forgotten one")
+            "kept: random other people stay themselves after unlearning" + count,
+            "damaged: other people's identities changed along with the forgotten one" + count)
     if "fid_pre" in metrics:
         value, floor = metrics.get("fid_pre"), metrics.get("fid_pre_floor")
         out["fid_pre"] = _v(

@@ -519,8 +519,9 @@ def _config_override(ap: argparse.ArgumentParser, item: str) -> tuple[str, objec
 
     key, sep, text = item.partition("=")
     key = key.strip().replace("-", "_")
-    settings_now = {f.name: getattr(UnlearnConfig(), f.name) for f in dataclasses.fields(UnlearnConfig)}
-    weights_now = {f.name: getattr(LossWeights(), f.name) for f in dataclasses.fields(LossWeights)}
+    defaults, weight_defaults = UnlearnConfig(), LossWeights()
+    settings_now = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(UnlearnConfig)}
+    weights_now = {f.name: getattr(weight_defaults, f.name) for f in dataclasses.fields(LossWeights)}
     if key.startswith("lambda_"):
         name = key[len("lambda_"):]
         name = name if name in weights_now else name + "_"  # lambda_global → LossWeights.global_

@@ -209,8 +209,7 @@ def test_mouth_crops_are_centred_on_the_mouth_and_pass_gradients():
     from legato.synthfaces import train_generator as tg
     from legato.synthfaces.renderer import feature_regions
 
-    img = torch.zeros(2, 3, 64, 64, requires_grad=True)
-    marked = img.detach().clone()
+    marked = torch.zeros(2, 3, 64, 64)
     marked[0, :, 40, 20] = 1.0  # one bright pixel at x 20, y 40
     marked[1, :, 10, 50] = 1.0
     marked.requires_grad_(True)

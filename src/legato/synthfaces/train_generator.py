@@ -122,6 +122,25 @@ def mouth_crops(images: torch.Tensor, centres: torch.Tensor, size: int = MOUTH_C
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _critic_and_optimiser(wanted: bool, ck: dict | None, key: str):
+    """A `PatchDiscriminator` and its Adam, restored from checkpoint entries `key` / `key`_opt when `ck` has
+    them; (None, None) when neither this command nor the checkpoint uses that critic."""
+    held = ck is not None and key in ck
+    if not (wanted or held):
+        return None, None
+    critic = PatchDiscriminator()
+    opt = torch.optim.Adam(critic.parameters(), lr=4e-4, betas=(0.0, 0.99))
+    if held:
+        critic.load_state_dict(ck[key])
+        opt.load_state_dict(ck[f"{key}_opt"])
+    return critic, opt
+
+
+def _running_mean(previous: float | None, value: float) -> float:
+    """The logs' exponential running mean (the first value starts it)."""
+    return value if previous is None else 0.98 * previous + 0.02 * value
+
+
 def critic_step(critic: torch.nn.Module, critic_opt: torch.optim.Optimizer, real: torch.Tensor,
                 fake: torch.Tensor) -> tuple[torch.Tensor, float]:
     """One hinge-loss step of `critic` (renders vs the generator's images), then the generator's term scored
@@ -275,11 +294,8 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     aux = _mask_head(gen) if mask_weight or (ck is not None and "aux" in ck) else None
     params = list(gen.parameters()) + (list(aux.parameters()) if aux is not None else [])
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
-    critic = PatchDiscriminator() if adversarial_weight or (ck is not None and "critic" in ck) else None
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=4e-4, betas=(0.0, 0.99)) if critic is not None else None
-    mouth_critic = PatchDiscriminator() if mouth_critic_weight or (ck is not None and "mouth_critic" in ck) else None
-    mouth_critic_opt = (torch.optim.Adam(mouth_critic.parameters(), lr=4e-4, betas=(0.0, 0.99))
-                        if mouth_critic is not None else None)
+    critic, critic_opt = _critic_and_optimiser(bool(adversarial_weight), ck, "critic")
+    mouth_critic, mouth_critic_opt = _critic_and_optimiser(bool(mouth_critic_weight), ck, "mouth_critic")
     rng = torch.Generator().manual_seed(seed)
     step, elapsed_before = 0, 0.0
     cycles: list[dict] = []
@@ -287,12 +303,6 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         gen.load_state_dict(ck["model"])
         if aux is not None and "aux" in ck:
             aux.load_state_dict(ck["aux"])
-        if critic is not None and "critic" in ck:
-            critic.load_state_dict(ck["critic"])
-            critic_opt.load_state_dict(ck["critic_opt"])
-        if mouth_critic is not None and "mouth_critic" in ck:
-            mouth_critic.load_state_dict(ck["mouth_critic"])
-            mouth_critic_opt.load_state_dict(ck["mouth_critic_opt"])
         opt.load_state_dict(ck["opt"])
         rng.set_state(ck["rng"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
@@ -329,10 +339,9 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                  "elapsed": elapsed(), "cycles": json.dumps(cycles), "config": json.dumps(asdict(gen.config))}
         if aux is not None:
             state["aux"] = aux.state_dict()
-        if critic is not None:
-            state["critic"], state["critic_opt"] = critic.state_dict(), critic_opt.state_dict()
-        if mouth_critic is not None:
-            state["mouth_critic"], state["mouth_critic_opt"] = mouth_critic.state_dict(), mouth_critic_opt.state_dict()
+        for key, net, net_opt in (("critic", critic, critic_opt), ("mouth_critic", mouth_critic, mouth_critic_opt)):
+            if net is not None:
+                state[key], state[f"{key}_opt"] = net.state_dict(), net_opt.state_dict()
         torch.save(state, tmp)
         tmp.replace(ckpt_path)
 
@@ -362,25 +371,24 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
                 if term_w:  # a term on the renderer's masks of `features`; its running mean goes to the log
                     value = term(fake, target, masks[:, [MASK_NAMES.index(k) for k in features]])
                     loss = loss + term_w * value
-                    last = mask_term_ema.get(name)
-                    mask_term_ema[name] = value.item() if last is None else 0.98 * last + 0.02 * value.item()
+                    mask_term_ema[name] = _running_mean(mask_term_ema.get(name), value.item())
             adv_w = cycle.get("adversarial_weight", 0.0)
             if adv_w:
                 g_adv, d_loss = critic_step(critic, critic_opt, target, fake)
                 loss = loss + adv_w * g_adv
-                d_ema = d_loss if d_ema is None else 0.98 * d_ema + 0.02 * d_loss
+                d_ema = _running_mean(d_ema, d_loss)
             mouth_adv_w = cycle.get("mouth_critic_weight", 0.0)
             if mouth_adv_w:
                 centres = mouth_centres(z, cam)
                 g_adv, d_loss = critic_step(mouth_critic, mouth_critic_opt, mouth_crops(target, centres),
                                             mouth_crops(fake, centres))
                 loss = loss + mouth_adv_w * g_adv
-                mouth_d_ema = d_loss if mouth_d_ema is None else 0.98 * mouth_d_ema + 0.02 * d_loss
+                mouth_d_ema = _running_mean(mouth_d_ema, d_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            ema = regression if ema is None else 0.98 * ema + 0.02 * regression
+            ema = _running_mean(ema, regression)
             if step % 25 == 0:
                 rec = {"step": step, "loss": round(ema, 5), "lr": opt.param_groups[0]["lr"],
                        "seconds": round(elapsed(), 1),

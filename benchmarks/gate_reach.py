@@ -9,7 +9,9 @@ forgotten one is set beside the same cosine for random people. A held-out photo 
 random people's range cannot be told from a stranger by any function of the latent's direction, so a gate
 that opens for it opens for that share of strangers too. `--space identity` measures the same after the
 keyed gate's identity map (`--field keyed --gate-space identity`, `legato.unlearning.gate_space`): each
-layer's standardised latent times the map fitted to the identity model. Prints a table; `--json` writes it.
+layer's standardised latent times the map fitted to the identity model; `--space embedding` between the
+unit identity embeddings the embedding space's MLP predicts from each layer (`--gate-space embedding`).
+Prints a table; `--json` writes it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--people", type=int, nargs="*", default=DEFAULT_PEOPLE)
     ap.add_argument("--random", type=int, default=2000, help="random people for the strangers' range")
-    ap.add_argument("--space", choices=["latent", "identity"], default="latent",
-                    help="where to measure: the standardised latent, or after the keyed gate's identity map")
+    ap.add_argument("--space", choices=["latent", "identity", "embedding"], default="latent",
+                    help="where to measure: the standardised latent, after the keyed gate's identity map, or "
+                         "between the embeddings its embedding map predicts")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -40,16 +43,24 @@ def main() -> None:
     with torch.no_grad():
         strangers = gen.mapping(torch.randn(args.random, gen.z_dim, generator=torch.Generator().manual_seed(0)))
     center, scale = strangers.mean(0), strangers.std(0)
-    projection = None
+    projection = predictor = None
+    first = center[0] if center.dim() == 2 else center  # the mapping's W+ repeats one w
+    first_scale = scale[0] if scale.dim() == 2 else scale
     if args.space == "identity":
         from legato.unlearning.gate_space import identity_projection
 
-        first = center[0] if center.dim() == 2 else center  # the mapping's W+ repeats one w
-        projection = identity_projection(gen, gen.identity_model(), first, scale[0] if scale.dim() == 2 else scale,
-                                         gen.views(11)[:1])
+        projection = identity_projection(gen, gen.identity_model(), first, first_scale, gen.views(11)[:1])
+    elif args.space == "embedding":
+        from legato.ode.fields import KeyedField
+        from legato.unlearning.gate_space import embedding_map
+
+        predictor = KeyedField(1, hidden=1, condition_dim=first.shape[0], space="embedding")
+        predictor.set_embedding_map(embedding_map(gen, gen.identity_model(), first, first_scale, gen.views(11)[:1]))
 
     def standard(ws: torch.Tensor) -> torch.Tensor:
         x = (ws - center) / scale
+        if predictor is not None:  # each layer's predicted unit embedding
+            return predictor.predicted_embedding(x.flatten(0, 1)).view(x.shape[0], -1).detach()
         return (x if projection is None else x @ projection).flatten(1)
 
     rows = []

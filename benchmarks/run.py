@@ -573,7 +573,7 @@ def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, di
     ap.add_argument("--field", default=None, help="the table's adapter field (unlearn's --field; default: the "
                     "reference's conv1x1)")
     ap.add_argument("--gate-hidden", type=int, default=None, help="--field gated: the gate's width")
-    ap.add_argument("--gate-space", default=None, help="--field keyed: latent | identity")
+    ap.add_argument("--gate-space", default=None, help="--field keyed: latent | identity | embedding")
     ap.add_argument("--gate-floor", type=float, default=None, help="--field keyed: openness below this is 0")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="runs in parallel, one torch thread each (default: min(2, CPU count))")

@@ -175,3 +175,95 @@ def test_the_floor_travels_with_the_bundle(tmp_path):
     adapters.detach()
     loaded = load_bundle(tmp_path / "b", load("toy"))
     assert loaded.config.gate_floor == 0.2 and loaded.adapter(loaded.sites[0]).field.floor == 0.2
+
+
+class _CurvedWorld(_NuisanceWorld):
+    """The identity bends with the first coordinate (a circle: no linear map of the latent predicts it) and
+    reads the second; the other four coordinates are nuisance."""
+
+    def embed(self, images):
+        a, b = images[:, 0], images[:, 1]
+        return torch.stack([torch.cos(2 * a), torch.sin(2 * a), torch.tanh(b)], 1)
+
+
+def test_the_embedding_map_predicts_a_curved_identity_and_ignores_the_nuisance():
+    from legato.unlearning.gate_space import embedding_map
+
+    world = _CurvedWorld()
+    tensors = embedding_map(world, world, torch.zeros(6), torch.ones(6), torch.zeros(1, 2), n=1024, hidden=32,
+                            steps=1500, batch=256)
+    field = KeyedField(4, hidden=8, condition_dim=6, space="embedding")
+    field.set_embedding_map(tensors)
+    x = torch.randn(512, 6, generator=torch.Generator().manual_seed(7))  # latents the fit never saw
+    truth = torch.nn.functional.normalize(world.embed(x[:, :2]), dim=1)
+    predicted = field.predicted_embedding(x)
+    assert torch.nn.functional.cosine_similarity(predicted, truth).mean() > 0.9
+    # the best linear prediction of the same renders stays far below (the circle is not linear)
+    xc = torch.cat([x, torch.ones(512, 1)], 1)
+    linear = torch.nn.functional.normalize(xc @ torch.linalg.lstsq(xc, truth).solution, dim=1)
+    assert torch.nn.functional.cosine_similarity(linear, truth).mean() < 0.8
+    nuisance = x.clone()
+    nuisance[:, 2:] = torch.randn(512, 4, generator=torch.Generator().manual_seed(8))
+    moved = torch.nn.functional.cosine_similarity(field.predicted_embedding(nuisance), predicted)
+    assert moved.mean() > 0.9  # the same person in another light is still predicted as the same person
+    again = embedding_map(world, world, torch.zeros(6), torch.ones(6), torch.zeros(1, 2), n=1024, hidden=32,
+                          steps=1500, batch=256)
+    assert all(torch.equal(again[k], tensors[k]) for k in tensors)  # seeded: a resumed run fits the same map
+    with pytest.raises(InputError, match="identity model"):
+        embedding_map(world, None, torch.zeros(6), torch.ones(6), torch.zeros(1, 2))
+
+
+def test_the_embedding_gate_measures_between_unit_predictions():
+    field = KeyedField(4, hidden=8, condition_dim=6, space="embedding")
+    w = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    field.set_keys(w[:1])
+    assert field.awaits_map and torch.equal(field.openness(w), torch.zeros(3))  # no map yet: shut
+    g = torch.Generator().manual_seed(1)
+    tensors = {"map_in": torch.randn(6, 5, generator=g), "map_in_bias": torch.zeros(5),
+               "map_mid": torch.randn(5, 5, generator=g), "map_mid_bias": torch.zeros(5),
+               "map_out": torch.randn(5, 3, generator=g), "map_out_bias": torch.zeros(3)}
+    field.set_embedding_map(tensors)
+    assert not field.awaits_map
+    gate = field.openness(w)
+    assert gate[0].item() == pytest.approx(1.0)
+    u = field.predicted_embedding(w)
+    assert torch.allclose(u.norm(dim=1), torch.ones(3))
+    # unit vectors: ‖u − k‖² = 2(1 − cos), not divided by the width; r² = 0.5 at the start
+    expected = torch.exp(-2 * (1 - u[1:] @ u[0]) / 0.5)
+    assert torch.allclose(gate[1:], expected, atol=1e-5)
+    with pytest.raises(InputError, match="chain"):
+        field.set_embedding_map({**tensors, "map_in": torch.zeros(7, 5)})
+    with pytest.raises(InputError, match="lacks"):
+        field.set_embedding_map({k: v for k, v in tensors.items() if k != "map_out"})
+    with pytest.raises(InputError, match="embedding"):
+        KeyedField(4, hidden=8, condition_dim=6, space="identity").set_embedding_map(tensors)
+
+
+def test_an_embedding_space_set_fits_its_map_and_reloads(tmp_path):
+    from legato.unlearning.gate_space import embedding_map
+
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_space="embedding")
+    site = adapters.sites[0]
+    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    center, scale = adapters.gate_standardisation()
+    adapters.set_gate_embedding_map(embedding_map(gen, gen.identity_model(), center, scale, gen.views(1), n=256,
+                                                  hidden=16, steps=50))
+    assert adapters.config.gate_map_hidden == 16 and adapters.config.gate_rank > 0
+    field = adapters.adapter(site).field
+    assert torch.allclose(field.openness(forgotten[:, 0]), torch.ones(2))
+    save_bundle(adapters, tmp_path / "b")
+    adapters.detach()
+    loaded = load_bundle(tmp_path / "b", load("toy")).adapter(site).field
+    assert loaded.space == "embedding" and torch.equal(loaded.map_mid, field.map_mid)
+    strangers = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(2)))[:, 0]
+    assert torch.allclose(loaded.openness(strangers), field.openness(strangers))
+    with pytest.raises(InputError, match="embedding"):
+        attach(load("toy"), gen.adapter_sites(), field="keyed", hidden=8).set_gate_embedding_map(field_tensors(field))
+
+
+def field_tensors(field):
+    from legato.ode.fields import EMBEDDING_MAP
+
+    return {name: getattr(field, name) for name in EMBEDDING_MAP}

@@ -245,3 +245,26 @@ def test_a_keyed_set_in_the_identity_space_fits_its_map_once_and_keeps_it(tmp_pa
     second = load_result(tmp_path / "second" / "adapter", load("toy")).dial
     assert second.config.gate_keys == 2
     assert torch.allclose(second.adapter(site).field.projection, projection, atol=1e-5)
+
+
+def test_a_keyed_set_in_the_embedding_space_fits_its_predictor_and_an_extension_keeps_it(tmp_path):
+    """`--gate-space embedding` end to end: the run fits the MLP to the identity model, the bundle holds it,
+    and an extension (fitting it again from the same seeded latents and seeded steps) ends with the same."""
+    from legato.ode.fields import EMBEDDING_MAP
+    from legato.unlearning.methods import load_result
+
+    keyed = config(field="keyed", gate_space="embedding", gate_floor=0.05, iterations=4)
+    unlearn("toy", "seed:5", tmp_path / "first", keyed, **FAST)
+    first = load_result(tmp_path / "first" / "adapter", load("toy")).dial
+    assert first.config.gate_space == "embedding" and first.config.gate_map_hidden > 0
+    site = first.sites[0]
+    field = first.adapter(site).field
+    assert not field.awaits_map
+    # one map, the same at every site
+    assert all(torch.equal(getattr(first.adapter(s).field, n), getattr(field, n)) for s in first.sites
+               for n in EMBEDDING_MAP)
+    unlearn("toy", "seed:6", tmp_path / "second", keyed, extend=tmp_path / "first", **FAST)
+    second = load_result(tmp_path / "second" / "adapter", load("toy")).dial
+    assert second.config.gate_keys == 2
+    assert all(torch.allclose(getattr(second.adapter(site).field, n), getattr(field, n), atol=1e-5)
+               for n in EMBEDDING_MAP)

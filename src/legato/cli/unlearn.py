@@ -76,8 +76,10 @@ def register(app: typer.Typer) -> None:
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
         gate_space: str = typer.Option("latent", "--gate-space", help="--field keyed: measure the distance to "
-                                       "the forgotten latents in the latent itself (latent) or after a map fitted "
-                                       "to the identity model (identity: reaches the person's other photos)."),
+                                       "the forgotten latents in the latent itself (latent), after a linear map "
+                                       "fitted to the identity model (identity: reaches the person's other "
+                                       "photos), or between identity embeddings an MLP predicts from the latent "
+                                       "(embedding: the same reach, fewer lookalike strangers)."),
         gate_floor: float = typer.Option(0.0, "--gate-floor", help="--field keyed: gate openness below this "
                                          "is 0, so faces far from every forgotten one are exactly the source's "
                                          "(e.g. 0.05)."),
@@ -199,8 +201,8 @@ def register(app: typer.Typer) -> None:
         field: str = typer.Option(DEMO_FIELD, "--field", help="Adapter field (conv1x1: the reference's; "
                                   "gated: switched per person by a learned gate on the latent; keyed: switched "
                                   "by the latent's distance to the forgotten one, the demo's default)."),
-        gate_space: str = typer.Option(DEMO_GATE_SPACE, "--gate-space", help="--field keyed: latent | identity "
-                                       "(see `legato unlearn --help`)."),
+        gate_space: str = typer.Option(DEMO_GATE_SPACE, "--gate-space", help="--field keyed: latent | identity | "
+                                       "embedding (see `legato unlearn --help`)."),
         gate_floor: float = typer.Option(DEMO_GATE_FLOOR, "--gate-floor", help="--field keyed: openness below "
                                          "this is 0."),
     ) -> None:

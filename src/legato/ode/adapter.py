@@ -60,6 +60,7 @@ class ODEAdapter(nn.Module):
         gate_space: str = "latent",
         gate_rank: int = 0,
         gate_floor: float = 0.0,
+        gate_map_hidden: int = 0,
     ) -> None:
         super().__init__()
         if method not in FIXED_STEP_METHODS + ADAPTIVE_METHODS:
@@ -72,7 +73,7 @@ class ODEAdapter(nn.Module):
         self.t_end, self.step_size, self.method = float(t_end), float(step_size), method
         self.rtol, self.atol = rtol, atol
         self.func = _Autonomous(make_field(field, channels, hidden, condition_dim, gate_hidden, gate_keys,
-                                           gate_space, gate_rank, gate_floor))
+                                           gate_space, gate_rank, gate_floor, gate_map_hidden))
         # a conditioned field (the gated and keyed ones) reads a per-sample vector (the latent) beside the state
         self.conditioned = bool(getattr(self.func.field, "conditioned", False))
         self.strength = 1.0

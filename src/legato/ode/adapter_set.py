@@ -34,7 +34,8 @@ class AdapterConfig:
     gate_hidden: int | None = None  # the gated field: its gate's width (None: `hidden`)
     gate_keys: int = 0  # the keyed field: how many forgotten latents it remembers per site
     gate_space: str = "latent"  # the keyed field: where it measures distances (fields.GATE_SPACES)
-    gate_rank: int = 0  # the keyed field in the identity space: the width of its map (set with the map)
+    gate_rank: int = 0  # the keyed field in the identity/embedding space: the width of its map (set with it)
+    gate_map_hidden: int = 0  # the keyed field in the embedding space: its predictor's width (set with it)
     gate_floor: float = 0.0  # the keyed field: openness below this is 0 (a compact gate; KeyedField)
 
     def to_dict(self) -> dict:
@@ -82,7 +83,8 @@ class AdapterSet(nn.Module):
                                  step_size=config.step_size, method=config.method,
                                  condition_dim=config.condition_dim, gate_hidden=config.gate_hidden,
                                  gate_keys=config.gate_keys, gate_space=config.gate_space,
-                                 gate_rank=config.gate_rank, gate_floor=config.gate_floor)
+                                 gate_rank=config.gate_rank, gate_floor=config.gate_floor,
+                                 gate_map_hidden=config.gate_map_hidden)
              for s, c in sites.items()}
         )
         self._model_ref = weakref.ref(model)
@@ -201,6 +203,17 @@ class AdapterSet(nn.Module):
         for site in self.sites:
             self.adapter(site).field.set_projection(projection)
         self.config.gate_rank = int(projection.shape[1])
+
+    def set_gate_embedding_map(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The keyed field in the embedding space: the predictor of identity embeddings from standardised
+        latents (`unlearning.gate_space.embedding_map`; `fields.EMBEDDING_MAP`), the same at every site."""
+        if self.config.field != "keyed" or self.config.gate_space != "embedding":
+            raise InputError("set_gate_embedding_map needs the keyed field with --gate-space embedding (this set: "
+                             f"field {self.config.field!r}, space {self.config.gate_space!r})")
+        for site in self.sites:
+            self.adapter(site).field.set_embedding_map(tensors)
+        self.config.gate_rank = int(tensors["map_out"].shape[1])
+        self.config.gate_map_hidden = int(tensors["map_in"].shape[1])
 
     def gate_standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The centre and scale the conditioned fields standardise their latent by (the same at every site)."""

@@ -8,13 +8,17 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FIELDS = ("conv1x1", "context", "gated", "keyed", "unet")
 CONDITIONED_FIELDS = ("gated", "keyed")  # fields that read the latent at their site
 # where the keyed field measures a latent's distance to the forgotten ones: the standardised latent itself,
-# or its image under a linear map fitted to the identity model (`KeyedField`)
-GATE_SPACES = ("latent", "identity")
+# its image under a linear map fitted to the identity model, or the identity embedding a small MLP predicts
+# from it (`KeyedField`)
+GATE_SPACES = ("latent", "identity", "embedding")
+# the embedding space's predictor, a fixed (not trained) MLP ŵ → Linear → SiLU → Linear → SiLU → Linear → e
+EMBEDDING_MAP = ("map_in", "map_in_bias", "map_mid", "map_mid_bias", "map_out", "map_out_bias")
 
 
 class Conv1x1Field(nn.Module):
@@ -143,13 +147,21 @@ class KeyedField(_SwitchedField):
     can sit as far from the forgotten one as strangers do. The map is scaled so that a random pair is as far
     apart per coordinate as in ŵ, so the radius means the same in both spaces. Until it is set the gate is 0.
 
+    `space="embedding"` measures the distance between identity embeddings predicted from ŵ by a small fixed
+    MLP (`rank` outputs, `map_hidden` wide; `unlearning.gate_space.embedding_map`), each scaled to unit length:
+    a linear map of ŵ predicts the embedding at cosine 0.78 on SynthFaces, the MLP at 0.97, and a person's
+    other photos then stand apart from strangers where the linear map mixed them (docs/unlearning.md). For
+    unit vectors ‖u − v‖² = 2(1 − cos), and a random pair (cosine ≈ 0) is at 2, as per coordinate in ŵ, so
+    the squared distance is not divided by the width and the radius keeps its meaning. Parameters: the 1×1
+    field's + 1 (the MLP's buffers are fitted before training and stored in the bundle, not trained).
+
     `floor` ε > 0 makes the gate compact: (g − ε)/(1 − ε), and 0 below ε. The Gaussian never quite closes,
     so every stranger gets a little of the field (openness ≈ 0.01–0.04 on SynthFaces, up to 0.19), which
     shifts the whole distribution a little (ΔFID_real); below the floor a face is exactly the source's.
     """
 
     def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None, keys: int = 0,
-                 space: str = "latent", rank: int = 0, floor: float = 0.0) -> None:
+                 space: str = "latent", rank: int = 0, floor: float = 0.0, map_hidden: int = 0) -> None:
         super().__init__(channels, hidden, condition_dim, "keyed")
         if not 0.0 <= floor < 1.0:
             from legato.errors import InputError
@@ -164,6 +176,9 @@ class KeyedField(_SwitchedField):
         self.register_buffer("keys", torch.zeros(int(keys), condition_dim))
         if space == "identity":
             self.register_buffer("projection", torch.zeros(condition_dim, int(rank)))
+        if space == "embedding":
+            for name, shape in _embedding_map_shapes(condition_dim, int(map_hidden), int(rank)).items():
+                self.register_buffer(name, torch.zeros(shape))
         self.log_radius2 = nn.Parameter(torch.tensor(math.log(0.5)))
 
     def set_projection(self, projection: torch.Tensor) -> None:
@@ -174,12 +189,40 @@ class KeyedField(_SwitchedField):
             raise InputError("set_projection needs a keyed field with gate space 'identity'")
         self.projection = projection.detach().to(self.center)
 
+    def set_embedding_map(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The embedding space's predictor (`EMBEDDING_MAP`: weights `[in, out]` and biases), space
+        "embedding" only; the shapes must chain from the latent's width."""
+        from legato.errors import InputError
+
+        if self.space != "embedding":
+            raise InputError("set_embedding_map needs a keyed field with gate space 'embedding'")
+        missing = [name for name in EMBEDDING_MAP if name not in tensors]
+        if missing:
+            raise InputError(f"the embedding map lacks {missing}")
+        hidden, width = tensors["map_in"].shape[1], tensors["map_out"].shape[1]
+        expected = _embedding_map_shapes(self.condition_dim, hidden, width)
+        wrong = [name for name in EMBEDDING_MAP if tuple(tensors[name].shape) != expected[name]]
+        if wrong:
+            raise InputError(f"the embedding map's {wrong} do not chain from a latent of width {self.condition_dim}")
+        for name in EMBEDDING_MAP:
+            setattr(self, name, tensors[name].detach().to(self.center).clone())  # each site its own (safetensors)
+
     @property
-    def awaits_projection(self) -> bool:
-        """In the identity space, before its map is set (the gate stays shut until then)."""
-        return self.space == "identity" and not bool(self.projection.any())
+    def awaits_map(self) -> bool:
+        """In the identity or embedding space, before its map is set (the gate stays shut until then)."""
+        if self.space == "identity":
+            return not bool(self.projection.any())
+        return self.space == "embedding" and not bool(self.map_out.any())
+
+    def predicted_embedding(self, standard: torch.Tensor) -> torch.Tensor:
+        """The embedding space: the unit identity embedding the map predicts from standardised latents."""
+        h = F.silu(standard @ self.map_in.to(standard) + self.map_in_bias.to(standard))
+        h = F.silu(h @ self.map_mid.to(standard) + self.map_mid_bias.to(standard))
+        return F.normalize(h @ self.map_out.to(standard) + self.map_out_bias.to(standard), dim=1)
 
     def _measured(self, standard: torch.Tensor) -> torch.Tensor:
+        if self.space == "embedding":
+            return self.predicted_embedding(standard)
         return standard if self.space == "latent" else standard @ self.projection.to(standard)
 
     def set_keys(self, conditions: torch.Tensor) -> None:
@@ -189,18 +232,27 @@ class KeyedField(_SwitchedField):
     def openness(self, condition: torch.Tensor) -> torch.Tensor:
         if self.keys.shape[0] == 0:
             return condition.new_zeros(condition.shape[0])
-        if self.awaits_projection:
+        if self.awaits_map:
             return condition.new_zeros(condition.shape[0])
         standard = self._measured(self.standardised(condition))
         keys = self._measured(self.keys.to(standard))
-        nearest = torch.cdist(standard, keys).min(dim=1).values.pow(2) / standard.shape[1]
+        # per coordinate in ŵ and its linear image; unit embeddings are already on that scale (class docstring)
+        per = 1 if self.space == "embedding" else standard.shape[1]
+        nearest = torch.cdist(standard, keys).min(dim=1).values.pow(2) / per
         gate = torch.exp(-nearest / self.log_radius2.exp())
         return gate if self.floor == 0.0 else ((gate - self.floor) / (1.0 - self.floor)).clamp_min(0.0)
 
     def extra_repr(self) -> str:
         extra = f", space=identity, rank={self.projection.shape[1]}" if self.space == "identity" else ""
+        if self.space == "embedding":
+            extra = f", space=embedding, rank={self.map_out.shape[1]}, map_hidden={self.map_in.shape[1]}"
         extra += f", floor={self.floor}" if self.floor else ""
         return f"{super().extra_repr()}, condition_dim={self.condition_dim}, keys={self.keys.shape[0]}{extra}"
+
+
+def _embedding_map_shapes(dim: int, hidden: int, width: int) -> dict[str, tuple[int, ...]]:
+    return {"map_in": (dim, hidden), "map_in_bias": (hidden,), "map_mid": (hidden, hidden),
+            "map_mid_bias": (hidden,), "map_out": (hidden, width), "map_out_bias": (width,)}
 
 
 def _groups(channels: int, wanted: int = 8) -> int:
@@ -234,7 +286,7 @@ class UNetField(nn.Module):
 
 def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None,
                gate_hidden: int | None = None, gate_keys: int = 0, gate_space: str = "latent",
-               gate_rank: int = 0, gate_floor: float = 0.0) -> nn.Module:
+               gate_rank: int = 0, gate_floor: float = 0.0, gate_map_hidden: int = 0) -> nn.Module:
     from legato.errors import InputError
 
     if name == "conv1x1":
@@ -244,7 +296,8 @@ def make_field(name: str, channels: int, hidden: int, condition_dim: int | None 
     if name == "gated":
         return GatedField(channels, hidden, condition_dim, gate_hidden)
     if name == "keyed":
-        return KeyedField(channels, hidden, condition_dim, gate_keys, gate_space, gate_rank, gate_floor)
+        return KeyedField(channels, hidden, condition_dim, gate_keys, gate_space, gate_rank, gate_floor,
+                          gate_map_hidden)
     if name == "unet":
         return UNetField(channels, hidden)
     raise InputError(f"unknown adapter field {name!r}; choose one of {', '.join(FIELDS)}")

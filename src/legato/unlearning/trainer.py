@@ -210,16 +210,20 @@ def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.
                         source=None, identity_model=None) -> None:
     """The keyed field's gate opens at the forgotten latents: give it the latent each site sees for each of
     them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none). In the
-    identity space it also needs its map, fitted on `source` at the same view from seeded latents, so a
+    identity and embedding spaces it also needs its map, fitted on `source` at the same view from seeded latents, so a
     resumed or extended run fits the same map."""
     adapter_set = trainable.adapter_set
     if adapter_set is None or adapter_set.config.field != "keyed":
         return
-    if adapter_set.adapter(adapter_set.sites[0]).field.awaits_projection:
-        from legato.unlearning.gate_space import identity_projection
+    field = adapter_set.adapter(adapter_set.sites[0]).field
+    if field.awaits_map:
+        from legato.unlearning.gate_space import embedding_map, identity_projection
 
         center, scale = adapter_set.gate_standardisation()
-        adapter_set.set_gate_projection(identity_projection(source, identity_model, center, scale, camera))
+        if field.space == "embedding":
+            adapter_set.set_gate_embedding_map(embedding_map(source, identity_model, center, scale, camera))
+        else:
+            adapter_set.set_gate_projection(identity_projection(source, identity_model, center, scale, camera))
     parts = []
     for a in range(0, ws_u.shape[0], chunk):
         rows = ws_u[a:a + chunk]

@@ -92,3 +92,35 @@ def test_photos_of_out_of_domain_people_of_the_world_are_taken():
     for person in (1_000_200, 1_000_201):
         ident = resolve_identity(f"ood-person:{person}", gen, refine_steps=10)
         assert ident.held_out_ws.shape[0] == 4
+
+
+def test_adapter_info_tells_trained_parameters_from_fixed_values(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from legato.generators import load
+    from legato.ode import attach, save_bundle
+
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_space="embedding")
+    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    w = gen.w_dim
+    adapters.set_gate_embedding_map({"map_in": torch.ones(w, 4), "map_in_bias": torch.ones(4),
+                                     "map_mid": torch.ones(4, 4), "map_mid_bias": torch.ones(4),
+                                     "map_out": torch.ones(4, 3), "map_out_bias": torch.ones(3)})
+    save_bundle(adapters, tmp_path / "b")
+    trained = sum(p.numel() for p in adapters.parameters())
+    fixed = sum(b.numel() for b in adapters.buffers())
+    assert main(["adapter", "info", str(tmp_path / "b"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"] == trained and info["fixed_values"] == fixed and fixed > 0
+
+
+def test_inspect_of_a_folder_is_one_line_that_names_the_adapter_command(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "adapter_config.json").write_text("{}")
+    r = run("inspect", str(tmp_path / "bundle"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "is a folder" in r.stderr and "legato adapter info" in r.stderr

@@ -21,10 +21,14 @@ def register(app: typer.Typer) -> None:
         from legato.ode.bundle import WEIGHTS_NAME, read_config
 
         config = read_config(directory)
+        fixed_names = _fixed_tensor_names(config)
         with safe_open(f"{directory}/{WEIGHTS_NAME}", "pt") as f:
-            params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+            sizes = {k: _prod(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        # trained values, and those fixed before training (the keyed gate's keys and maps, the standardisation)
+        fixed = sum(n for k, n in sizes.items() if k.split("::", 1)[-1] in fixed_names)
+        params = sum(sizes.values()) - fixed
         if as_json:
-            typer.echo(json.dumps({**config, "parameters": params}, indent=2))
+            typer.echo(json.dumps({**config, "parameters": params, "fixed_values": fixed}, indent=2))
             return
         from rich.console import Console
         from rich.table import Table
@@ -34,12 +38,25 @@ def register(app: typer.Typer) -> None:
                     "base_model_fingerprint"):
             table.add_row(key, str(config.get(key)))
         table.add_row("sites", ", ".join(config.get("target_sites", [])))
-        table.add_row("parameters", f"{params:,}")
+        table.add_row("parameters", f"{params:,} trained" + (f", {fixed:,} fixed (the gate's keys, maps and "
+                                                             "standardisation)" if fixed else ""))
         for key, value in config.get("metadata", {}).items():
             table.add_row(f"metadata.{key}", json.dumps(value)[:120])
         Console().print(table)
 
     app.add_typer(adapter_app, name="adapter")
+
+
+def _fixed_tensor_names(config: dict) -> set[str]:
+    """The names (`func.field.keys`, ...) of an adapter's buffers under this bundle's settings: built, not
+    listed, so a field's new buffer is counted as fixed without a change here."""
+    from legato.ode.adapter import ODEAdapter
+    from legato.ode.adapter_set import AdapterConfig
+
+    settings = {k: config[k] for k in AdapterConfig.__dataclass_fields__ if k in config}
+    channels = next(iter((config.get("channels") or {}).values()), 8)
+    adapter = ODEAdapter(int(channels), **settings)
+    return {name for name, _ in adapter.named_buffers()}
 
 
 def _prod(shape) -> int:

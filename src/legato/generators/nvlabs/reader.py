@@ -197,6 +197,10 @@ def read_network_pickle(path: str | Path) -> dict[str, Any]:
     """Read an NVlabs network pickle into `{"G": NetworkRecord, "G_ema": ..., "D": ..., ...}` without
     executing anything from it. A pickle holding a single network is returned as `{"G_ema": record}`."""
     path = Path(path)
+    if path.is_dir():
+        hint = (f"; it holds an adapter bundle: `legato adapter info {path}`"
+                if (path / "adapter_config.json").is_file() else "")
+        raise CheckpointError(f"{path} is a folder, not a network pickle{hint}")
     try:
         with path.open("rb") as f:
             data = _RestrictedUnpickler(f).load()

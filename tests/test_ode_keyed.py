@@ -9,6 +9,29 @@ from legato.ode import attach, load_bundle, save_bundle
 from legato.ode.fields import KeyedField
 
 
+def _keyed_toy(**settings):
+    """The toy generator, a keyed set on it, and two forgotten latents keyed at one view."""
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, **settings)
+    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
+    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    return gen, adapters, forgotten
+
+
+def _opens_at_the_keys_and_reloads(gen, adapters, forgotten, tmp_path):
+    """Check the set's first gate is fully open at the forgotten latents and that a saved and reloaded copy
+    opens as much for strangers; returns (field, reloaded field). Detaches `adapters`."""
+    site = adapters.sites[0]
+    field = adapters.adapter(site).field
+    assert torch.allclose(field.openness(forgotten[:, 0]), torch.ones(2))
+    save_bundle(adapters, tmp_path / "b")
+    adapters.detach()
+    loaded = load_bundle(tmp_path / "b", load("toy")).adapter(site).field
+    strangers = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(2)))[:, 0]
+    assert torch.allclose(loaded.openness(strangers), field.openness(strangers))
+    return field, loaded
+
+
 def test_the_gate_is_one_at_a_key_and_falls_with_distance():
     field = KeyedField(4, hidden=8, condition_dim=6)
     w = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
@@ -115,11 +138,8 @@ def test_identity_projection_follows_the_identity_model():
 
 
 def test_identity_space_set_fits_its_map_and_reloads(tmp_path):
-    gen = load("toy")
-    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_space="identity")
+    gen, adapters, forgotten = _keyed_toy(gate_space="identity")
     site = adapters.sites[0]
-    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
-    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
     assert torch.equal(adapters.adapter(site).field.openness(forgotten[:, 0]), torch.zeros(2))  # no map yet
     from legato.unlearning.gate_space import identity_projection
 
@@ -127,14 +147,8 @@ def test_identity_space_set_fits_its_map_and_reloads(tmp_path):
     adapters.set_gate_projection(identity_projection(gen, gen.identity_model(), center, scale, gen.views(1),
                                                      n=256, rank=8))
     assert adapters.config.gate_rank == 8
-    field = adapters.adapter(site).field
-    assert torch.allclose(field.openness(forgotten[:, 0]), torch.ones(2))
-    save_bundle(adapters, tmp_path / "b")
-    adapters.detach()
-    loaded = load_bundle(tmp_path / "b", load("toy")).adapter(site).field
+    field, loaded = _opens_at_the_keys_and_reloads(gen, adapters, forgotten, tmp_path)
     assert loaded.space == "identity" and torch.equal(loaded.projection, field.projection)
-    strangers = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(2)))[:, 0]
-    assert torch.allclose(loaded.openness(strangers), field.openness(strangers))
 
 
 def test_the_identity_space_is_a_setting_of_the_keyed_field():
@@ -167,10 +181,7 @@ def test_a_floor_makes_the_gate_compact():
 
 
 def test_the_floor_travels_with_the_bundle(tmp_path):
-    gen = load("toy")
-    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_floor=0.2)
-    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
-    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    gen, adapters, forgotten = _keyed_toy(gate_floor=0.2)
     save_bundle(adapters, tmp_path / "b")
     adapters.detach()
     loaded = load_bundle(tmp_path / "b", load("toy"))
@@ -242,23 +253,13 @@ def test_the_embedding_gate_measures_between_unit_predictions():
 def test_an_embedding_space_set_fits_its_map_and_reloads(tmp_path):
     from legato.unlearning.gate_space import embedding_map
 
-    gen = load("toy")
-    adapters = attach(gen, gen.adapter_sites(), field="keyed", hidden=8, gate_space="embedding")
-    site = adapters.sites[0]
-    forgotten = gen.mapping(torch.randn(2, gen.z_dim, generator=torch.Generator().manual_seed(1)))
-    adapters.set_gate_keys(adapters.site_conditions(lambda: gen.synthesis(forgotten, gen.views(1).expand(2, -1))))
+    gen, adapters, forgotten = _keyed_toy(gate_space="embedding")
     center, scale = adapters.gate_standardisation()
     adapters.set_gate_embedding_map(embedding_map(gen, gen.identity_model(), center, scale, gen.views(1), n=256,
                                                   hidden=16, steps=50))
     assert adapters.config.gate_map_hidden == 16 and adapters.config.gate_rank > 0
-    field = adapters.adapter(site).field
-    assert torch.allclose(field.openness(forgotten[:, 0]), torch.ones(2))
-    save_bundle(adapters, tmp_path / "b")
-    adapters.detach()
-    loaded = load_bundle(tmp_path / "b", load("toy")).adapter(site).field
+    field, loaded = _opens_at_the_keys_and_reloads(gen, adapters, forgotten, tmp_path)
     assert loaded.space == "embedding" and torch.equal(loaded.map_mid, field.map_mid)
-    strangers = gen.mapping(torch.randn(16, gen.z_dim, generator=torch.Generator().manual_seed(2)))[:, 0]
-    assert torch.allclose(loaded.openness(strangers), field.openness(strangers))
     with pytest.raises(InputError, match="embedding"):
         attach(load("toy"), gen.adapter_sites(), field="keyed", hidden=8).set_gate_embedding_map(field_tensors(field))
 

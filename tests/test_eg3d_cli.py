@@ -62,8 +62,8 @@ def test_unlearn_cli_on_the_fixture_with_a_photo(fixture_pickle, tmp_path):
     try:
         result = CliRunner().invoke(app, [
             "unlearn", "--generator", str(path), "--identity", str(tmp_path / "person.png"), "--iters", "5",
-            "--out", str(out), "--identity-model", "synthfaces", "--n-random", "4", "--n-fid", "0",
-            "--eval-every", "5"])
+            "--out", str(out), "--identity-model", "synthfaces", "--identity-crop", "align", "--n-random", "4",
+            "--n-fid", "0", "--eval-every", "5"])
     finally:
         torch.set_num_threads(before)
     assert result.exit_code == 0, result.output + repr(result.exception)

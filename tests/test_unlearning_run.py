@@ -105,6 +105,18 @@ def test_bad_inputs_are_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_the_reference_crop_without_a_crop_based_model_is_refused_before_the_inversion(tmp_path, monkeypatch):
+    from legato.unlearning import run as run_module
+
+    def no_inversion(*args, **kwargs):
+        raise AssertionError("the inversion ran before the settings were checked")
+
+    monkeypatch.setattr(run_module, "resolve_identity", no_inversion)
+    with pytest.raises(InputError, match="--identity-crop align"):
+        unlearn("toy", "seed:5", tmp_path / "x", config(identity_crop="reference"), **FAST)
+    assert not (tmp_path / "x").exists()
+
+
 def test_saved_latent_is_forgotten_like_its_seed(tmp_path):
     from legato.generators import load
     from legato.inversion.sources import resolve_identity

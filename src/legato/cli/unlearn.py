@@ -109,6 +109,10 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(None, help="reference: the LEGATO/GUIDE code's structure (--reduction sum, "
                                    "--trajectory reference, --training-camera continuous; on EG3D also random "
                                    "noise and its camera pivot), the default for EG3D | none; see docs/eg3d.md."),
+        identity_crop: str = typer.Option(None, "--identity-crop", help="How the identity loss frames a face: "
+                                          "align (the identity model's own alignment) | reference (the LEGATO/"
+                                          "GUIDE code's fixed crop, part of --preset reference; needs ArcFace or "
+                                          "CurricularFace)."),
         perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
         n_random: int = typer.Option(100, help="Random latents for id_preservation."),
@@ -175,7 +179,7 @@ def register(app: typer.Typer) -> None:
             alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
             gate_space=gate_space, gate_floor=gate_floor, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
-            training_camera=training_camera, preset=preset,
+            training_camera=training_camera, preset=preset, identity_crop=identity_crop,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
             lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, lambda_gate=lambda_gate,
             micro_batch=micro_batch,

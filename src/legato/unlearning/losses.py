@@ -104,6 +104,14 @@ def reference_identity_crop(images: torch.Tensor, size: int = 112) -> torch.Tens
     return F.adaptive_avg_pool2d(x[:, :, 35:223, 32:220], (size, size))
 
 
+def check_reference_crop(identity_model: nn.Module) -> None:
+    """The reference crop feeds the network a fixed crop (`embed_crops`), which only crop-based models have."""
+    if not hasattr(identity_model, "embed_crops"):
+        raise InputError(f"the reference identity crop (--preset reference, EG3D's default) needs a crop-based "
+                         f"identity model (ArcFace, CurricularFace), not {type(identity_model).__name__}; use "
+                         f"--identity-crop align")
+
+
 def identity_loss(identity_model: nn.Module | None, a: torch.Tensor, b: torch.Tensor,
                   crop: str = "align") -> torch.Tensor:
     """1 − cos between identity embeddings (0 when the backend has no differentiable identity model).
@@ -115,9 +123,7 @@ def identity_loss(identity_model: nn.Module | None, a: torch.Tensor, b: torch.Te
     if identity_model is None:
         return a.new_zeros(())
     if crop == "reference":
-        if not hasattr(identity_model, "embed_crops"):
-            raise InputError(f"the reference identity crop needs a crop-based identity model (ArcFace, "
-                             f"CurricularFace), not {type(identity_model).__name__}; use --identity-crop align")
+        check_reference_crop(identity_model)
         size = getattr(identity_model, "crop_size", 112)
         ea = identity_model.embed_crops(reference_identity_crop(a, size))
         eb = identity_model.embed_crops(reference_identity_crop(b, size))

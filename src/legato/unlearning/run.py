@@ -22,7 +22,7 @@ from legato.errors import InputError
 from legato.files import atomic_write_json
 from legato.inversion.sources import IdentitySource, resolve_identity
 from legato.unlearning.config import UnlearnConfig, parse_distance
-from legato.unlearning.losses import make_perceptual
+from legato.unlearning.losses import check_reference_crop, make_perceptual
 from legato.unlearning.methods import build, warm_start
 from legato.unlearning.targets import typical_distance, ufo_target
 from legato.unlearning.trainer import CHECKPOINT, LOG, train
@@ -111,6 +111,30 @@ def unlearn(
     # The source is the frozen original. When forgetting several people one after another, pass the pristine
     # base as `source` (a deep copy of a model that already carries adapters would share their hooks).
     source = freeze(copy.deepcopy(generator)) if source is None else freeze(source)
+    # the identity models first: a mismatch with the settings ends the run before the inversion's work
+    device = source.w_avg.device
+
+    def identity_from(spec):
+        if spec is None:
+            model = source.identity_model()
+        else:
+            from legato.identity import load as load_identity_model
+
+            model = load_identity_model(spec)
+        if model is not None:
+            freeze(model)
+            if callable(getattr(model, "to", None)):  # judge and loss run where the generator runs
+                model.to(device)
+        return model
+
+    loss_model = identity_from(identity_model)
+    identity_model = loss_model if judge_model is None else identity_from(judge_model)  # the judge
+    if judge_detector is not None:  # the judge sees MTCNN crops (a new object: the loss keeps its own crop)
+        identity_model = with_judge_crop(identity_model, judge_detector).to(device)
+    # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
+    loss_identity_model = loss_model if getattr(loss_model, "differentiable", True) else None
+    if config.identity_crop == "reference" and loss_identity_model is not None and config.weights.identity:
+        check_reference_crop(loss_identity_model)
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
         identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps)
     ws_u = ident.ws.detach()
@@ -125,25 +149,6 @@ def unlearn(
     if previous is not None:  # the earlier people first, with the targets they were trained towards
         ws_u, ws_t = torch.cat([previous[0], ws_u]), torch.cat([previous[1], ws_t])
 
-    def identity_from(spec):
-        if spec is None:
-            model = source.identity_model()
-        else:
-            from legato.identity import load as load_identity_model
-
-            model = load_identity_model(spec)
-        if model is not None:
-            freeze(model)
-            if callable(getattr(model, "to", None)):  # judge and loss run where the generator runs
-                model.to(ws_u.device)
-        return model
-
-    loss_model = identity_from(identity_model)
-    identity_model = loss_model if judge_model is None else identity_from(judge_model)  # the judge
-    if judge_detector is not None:  # the judge sees MTCNN crops (a new object: the loss keeps its own crop)
-        identity_model = with_judge_crop(identity_model, judge_detector).to(ws_u.device)
-    # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
-    loss_identity_model = loss_model if getattr(loss_model, "differentiable", True) else None
     perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)
     # the trained parameters start from the seed alone, whatever models were built before them
     torch.manual_seed(config.seed)

@@ -101,15 +101,16 @@ def embedding_map(model, identity_model, center: torch.Tensor, scale: torch.Tens
     params = []
     for fan_in, fan_out in layers:  # PyTorch's Linear initialisation, drawn from the seeded generator
         bound = 1.0 / math.sqrt(fan_in)
-        params.append(((torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * bound).requires_grad_())
-        params.append(((torch.rand(fan_out, generator=g) * 2 - 1) * bound).requires_grad_())
+        # drawn on the CPU (the same numbers on every device), trained where the renders are
+        params.append(((torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * bound).to(x.device).requires_grad_())
+        params.append(((torch.rand(fan_out, generator=g) * 2 - 1) * bound).to(x.device).requires_grad_())
     w1, b1, w2, b2, w3, b3 = params
     opt = torch.optim.Adam(params, lr=MAP_LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     per_batch = min(MAP_BATCH, x.shape[0])
     with torch.enable_grad():
         for _ in range(steps):
-            rows = torch.randint(0, x.shape[0], (per_batch,), generator=g)
+            rows = torch.randint(0, x.shape[0], (per_batch,), generator=g).to(x.device)
             h = F.silu(F.silu(x[rows] @ w1 + b1) @ w2 + b2)
             loss = (1 - F.cosine_similarity(h @ w3 + b3, y[rows], dim=1)).mean()
             opt.zero_grad(set_to_none=True)

@@ -43,7 +43,7 @@ def main() -> None:
     with torch.no_grad():
         strangers = gen.mapping(torch.randn(args.random, gen.z_dim, generator=torch.Generator().manual_seed(0)))
     center, scale = strangers.mean(0), strangers.std(0)
-    projection = predictor = None
+    projection = embedding = None
     first = center[0] if center.dim() == 2 else center  # the mapping's W+ repeats one w
     first_scale = scale[0] if scale.dim() == 2 else scale
     if args.space == "identity":
@@ -51,16 +51,17 @@ def main() -> None:
 
         projection = identity_projection(gen, gen.identity_model(), first, first_scale, gen.views(11)[:1])
     elif args.space == "embedding":
-        from legato.ode.fields import KeyedField
         from legato.unlearning.gate_space import embedding_map
 
-        predictor = KeyedField(1, hidden=1, condition_dim=first.shape[0], space="embedding")
-        predictor.set_embedding_map(embedding_map(gen, gen.identity_model(), first, first_scale, gen.views(11)[:1]))
+        embedding = embedding_map(gen, gen.identity_model(), first, first_scale, gen.views(11)[:1])
 
     def standard(ws: torch.Tensor) -> torch.Tensor:
         x = (ws - center) / scale
-        if predictor is not None:  # each layer's predicted unit embedding
-            return predictor.predicted_embedding(x.flatten(0, 1)).view(x.shape[0], -1).detach()
+        if embedding is not None:  # each layer's predicted unit embedding
+            from legato.ode.fields import embedding_map_forward
+
+            predicted = F.normalize(embedding_map_forward(embedding, x.flatten(0, 1)), dim=1)
+            return predicted.view(x.shape[0], -1)
         return (x if projection is None else x @ projection).flatten(1)
 
     rows = []

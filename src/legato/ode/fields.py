@@ -216,9 +216,8 @@ class KeyedField(_SwitchedField):
 
     def predicted_embedding(self, standard: torch.Tensor) -> torch.Tensor:
         """The embedding space: the unit identity embedding the map predicts from standardised latents."""
-        h = F.silu(standard @ self.map_in.to(standard) + self.map_in_bias.to(standard))
-        h = F.silu(h @ self.map_mid.to(standard) + self.map_mid_bias.to(standard))
-        return F.normalize(h @ self.map_out.to(standard) + self.map_out_bias.to(standard), dim=1)
+        return F.normalize(embedding_map_forward({name: getattr(self, name) for name in EMBEDDING_MAP}, standard),
+                           dim=1)
 
     def _measured(self, standard: torch.Tensor) -> torch.Tensor:
         if self.space == "embedding":
@@ -248,6 +247,15 @@ class KeyedField(_SwitchedField):
             extra = f", space=embedding, rank={self.map_out.shape[1]}, map_hidden={self.map_in.shape[1]}"
         extra += f", floor={self.floor}" if self.floor else ""
         return f"{super().extra_repr()}, condition_dim={self.condition_dim}, keys={self.keys.shape[0]}{extra}"
+
+
+def embedding_map_forward(tensors: dict[str, torch.Tensor], standard: torch.Tensor) -> torch.Tensor:
+    """The embedding space's MLP (`EMBEDDING_MAP`) at standardised latents `[B, D]`, before the unit scaling:
+    the one forward pass its fit (`unlearning.gate_space.embedding_map`) and the gate both run."""
+    t = {name: tensors[name].to(standard) for name in EMBEDDING_MAP}
+    h = F.silu(standard @ t["map_in"] + t["map_in_bias"])
+    h = F.silu(h @ t["map_mid"] + t["map_mid_bias"])
+    return h @ t["map_out"] + t["map_out_bias"]
 
 
 def _embedding_map_shapes(dim: int, hidden: int, width: int) -> dict[str, tuple[int, ...]]:

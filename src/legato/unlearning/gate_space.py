@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from legato.errors import InputError
-from legato.ode.fields import EMBEDDING_MAP
+from legato.ode.fields import EMBEDDING_MAP, embedding_map_forward
 
 FIT_LATENTS = 2048  # latents rendered to fit the map (SynthFaces: a few seconds)
 RANK = 32  # directions kept
@@ -104,17 +104,16 @@ def embedding_map(model, identity_model, center: torch.Tensor, scale: torch.Tens
         # drawn on the CPU (the same numbers on every device), trained where the renders are
         params.append(((torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * bound).to(x.device).requires_grad_())
         params.append(((torch.rand(fan_out, generator=g) * 2 - 1) * bound).to(x.device).requires_grad_())
-    w1, b1, w2, b2, w3, b3 = params
+    tensors = dict(zip(EMBEDDING_MAP, params, strict=True))
     opt = torch.optim.Adam(params, lr=MAP_LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     per_batch = min(MAP_BATCH, x.shape[0])
     with torch.enable_grad():
         for _ in range(steps):
             rows = torch.randint(0, x.shape[0], (per_batch,), generator=g).to(x.device)
-            h = F.silu(F.silu(x[rows] @ w1 + b1) @ w2 + b2)
-            loss = (1 - F.cosine_similarity(h @ w3 + b3, y[rows], dim=1)).mean()
+            loss = (1 - F.cosine_similarity(embedding_map_forward(tensors, x[rows]), y[rows], dim=1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             schedule.step()
-    return {name: p.detach().to(center) for name, p in zip(EMBEDDING_MAP, params, strict=True)}
+    return {name: p.detach().to(center) for name, p in tensors.items()}

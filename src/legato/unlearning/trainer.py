@@ -210,8 +210,8 @@ def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.
                         source=None, identity_model=None) -> None:
     """The keyed field's gate opens at the forgotten latents: give it the latent each site sees for each of
     them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none). In the
-    identity and embedding spaces it also needs its map, fitted on `source` at the same view from seeded latents, so a
-    resumed or extended run fits the same map."""
+    identity and embedding spaces it also needs its map, fitted on `source` at the same view from seeded
+    latents, so a resumed or extended run fits the same map."""
     adapter_set = trainable.adapter_set
     if adapter_set is None or adapter_set.config.field != "keyed":
         return

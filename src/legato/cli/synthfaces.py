@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
-TARGETS = ("identity", "inverter", "generator", "all")
+TARGETS = ("identity", "judge", "inverter", "generator", "all")
 FILES = {
     "identity": "identity.safetensors",
+    "judge": "judge.safetensors",
     "generator": "generator.safetensors",
     "inverter": "inverter.safetensors",
 }
@@ -24,6 +25,12 @@ def _train_one(target: str, out_dir: Path, seed: int, steps: int | None, log_dir
     log_path = (log_dir / f"{target}.jsonl") if log_dir else None
     if target == "identity":
         from legato.synthfaces.train_identity import train
+    elif target == "judge":  # the identity recipe with the judge's network, augmentation and people
+        from legato.synthfaces.train_identity import JUDGE_CONFIG, IdentityTrainConfig
+        from legato.synthfaces.train_identity import train as train_identity
+
+        return train_identity(out_path, seed=seed, steps=steps, log_path=log_path,
+                              config=IdentityTrainConfig(**JUDGE_CONFIG))
     elif target == "inverter":
         from legato.synthfaces.train_inverter import train
     else:
@@ -87,11 +94,11 @@ def register(app: typer.Typer) -> None:
 
     @sf_app.command("train")
     def train_cmd(
-        target: str = typer.Argument(..., help="identity | inverter | generator | all"),
+        target: str = typer.Argument(..., help="identity | judge | inverter | generator | all"),
         out: Path = typer.Option(
             None, "--out", help="Output folder (default: the package's weights folder)."
         ),
-        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        seed: int = typer.Option(None, "--seed", help="Random seed (default 0; the judge: 101)."),
         steps: int = typer.Option(
             None, "--steps", help="Override the recipe's number of steps (quick runs)."
         ),
@@ -140,7 +147,7 @@ def register(app: typer.Typer) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-        order = ["identity", "generator", "inverter"] if target == "all" else [target]
+        order = ["identity", "judge", "generator", "inverter"] if target == "all" else [target]
         results = {}
         for t in order:
             typer.echo(f"training {t} → {out_dir / FILES[t]}")
@@ -152,7 +159,10 @@ def register(app: typer.Typer) -> None:
                         **_generator_shape(grow_from, widths, coords),
                         # --lr sets the peak of the cycle this command runs: the first, or the extension
                         **({("extend_lr" if extend_seconds else "lr"): lr} if lr else {})}
-            results[t] = _train_one(t, out_dir, seed, steps, log_dir, gen_opts)
+            from legato.synthfaces.train_identity import JUDGE_SEED
+
+            t_seed = seed if seed is not None else (JUDGE_SEED if t == "judge" else 0)
+            results[t] = _train_one(t, out_dir, t_seed, steps, log_dir, gen_opts)
             shown = {k: v for k, v in results[t].items() if k != "config"}
             typer.echo(json.dumps(shown, indent=1, default=str))
 

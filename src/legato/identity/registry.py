@@ -1,7 +1,8 @@
 """`load(spec)`: pick an identity model by name, as `--identity-model` does.
 
 Specs: `dlib` | `arcface:PATH` (IR-SE50, `model_ir_se50.pth`) | `curricularface:PATH` (IR-101,
-`CurricularFace_Backbone.pth`) | `synthfaces` (the default world's encoder).
+`CurricularFace_Backbone.pth`) | `synthfaces` (the default world's encoder, which its losses use) |
+`synthfaces-judge` (the default world's independent judge, used by evaluation only).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def _synthfaces(arg: str | None) -> IdentityModel:
     return as_identity_model(synthfaces.load_identity_model(), name="synthfaces")
 
 
+def _synthfaces_judge(arg: str | None) -> IdentityModel:
+    from legato.identity.wrapped import as_identity_model
+    from legato.synthfaces.identity_encoder import load_judge_model
+
+    return as_identity_model(load_judge_model(), name="synthfaces-judge")
+
+
 def _need_path(kind: str, arg: str | None) -> str:
     if not arg:
         raise InputError(f"identity model {kind!r} needs a weights file: --identity-model {kind}:PATH")
@@ -48,6 +56,7 @@ REGISTRY: dict[str, Callable[[str | None], IdentityModel]] = {
     "arcface": _arcface,
     "curricularface": _curricularface,
     "synthfaces": _synthfaces,
+    "synthfaces-judge": _synthfaces_judge,
 }
 
 
@@ -58,6 +67,6 @@ def load(spec: str) -> IdentityModel:
     if name not in REGISTRY:
         raise InputError(
             f"unknown identity model {spec!r}; choose one of: dlib, arcface:PATH, "
-            "curricularface:PATH, synthfaces"
+            "curricularface:PATH, synthfaces, synthfaces-judge"
         )
     return REGISTRY[name](arg or None)

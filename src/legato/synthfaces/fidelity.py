@@ -7,14 +7,15 @@ import torch
 from legato.synthfaces import params as P
 
 
-def measure_fidelity(n: int = 500, seed: int = 0, batch: int = 50, generator=None) -> dict:
+def measure_fidelity(n: int = 500, seed: int = 0, batch: int = 50, generator=None, identity_model=None) -> dict:
     """For `n` z's and random cameras: is G's image the same person as the render of the same parameters?
     And does the same ws stay the same person (vs the front view) across the 11 evaluation yaws?"""
     from legato.synthfaces.generator import load_generator
     from legato.synthfaces.identity_encoder import load_identity_model
     from legato.synthfaces.renderer import render
 
-    gen, idm = generator if generator is not None else load_generator(), load_identity_model()
+    gen = generator if generator is not None else load_generator()
+    idm = identity_model if identity_model is not None else load_identity_model()
     g = torch.Generator().manual_seed(seed)
     match, yaw_ok, yaw_total, cos_render = 0, 0, 0, []
     views = P.views(11)

@@ -20,6 +20,8 @@ from legato.errors import CheckpointError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 IDENTITY_WEIGHTS = WEIGHTS_DIR / "identity.safetensors"
+# the independent judge: trained apart from the encoder above, used by nothing but evaluation
+JUDGE_WEIGHTS = WEIGHTS_DIR / "judge.safetensors"
 FORMAT = "legato-synthfaces-identity"
 
 
@@ -136,6 +138,7 @@ def save_identity_model(model: IdentityEncoder, path: str | Path, extra: dict | 
         "version": "1",
         "config": json.dumps({**asdict(model.backbone.config), "embed_dim": model.embed_dim}),
         "threshold": repr(float(model.threshold)),
+        "name": str(model.name),
         "extra": json.dumps(extra or {}),
     }
     path = Path(path)
@@ -174,6 +177,7 @@ def load_identity_model(
     embed_dim = cfg.pop("embed_dim")
     cfg["widths"] = tuple(cfg["widths"])
     model = IdentityEncoder(BackboneConfig(**cfg), embed_dim=embed_dim, threshold=float(meta["threshold"]))
+    model.name = meta.get("name", IdentityEncoder.name)  # files before the judge existed: the shipped encoder
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -181,3 +185,12 @@ def load_identity_model(
         )
     model.eval().requires_grad_(False)
     return model.to(device)
+
+
+def load_judge_model(device: str | torch.device = "cpu", path: str | Path | None = None) -> IdentityEncoder:
+    """The shipped independent judge (`legato synthfaces train judge`), loaded like the identity encoder."""
+    path = Path(path) if path is not None else JUDGE_WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"SynthFaces judge weights not found at {path}; run `legato synthfaces train judge` "
+                              "to create them")
+    return load_identity_model(device=device, path=path)

@@ -18,9 +18,9 @@ from torch import nn
 
 from legato.synthfaces.identity_encoder import IdentityEncoder, save_identity_model
 from legato.synthfaces.params import N_IDENTITY, random_camera, random_identity, random_nuisance
-from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
 from legato.synthfaces.renderer import render
 from legato.synthfaces.world import HELD_OUT_SEED, photos
+from legato.training_state import load_checkpoint, save_checkpoint, warmup_cosine
 
 
 @dataclass
@@ -41,6 +41,19 @@ class IdentityTrainConfig:
     proxy_lr_mult: float = 10.0  # class proxies see few positives per step; they learn faster
     checkpoint_every: int = 100
     eval_pairs: int = 1000
+    # the network and what it sees (the judge recipe below changes all three)
+    widths: tuple[int, int, int, int] = (24, 48, 96, 160)
+    embed_dim: int = 128
+    augmentation: str = "generator"  # "generator" (`augment`) | "judge" (`augment_judge`)
+    name: str = "synthfaces-id"
+
+
+# The independent judge of SynthFaces (docs/evaluation.md, "Who judges"): another width, another seed
+# (so other training people and other renders), another augmentation, trained from scratch. Nothing but
+# judging uses it: no loss, gate, target, threshold or default is chosen with it.
+JUDGE_CONFIG = dict(widths=(32, 64, 96, 128), embed_dim=96, augmentation="judge", n_identities=3000,
+                    name="synthfaces-judge")
+JUDGE_SEED = 101
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -69,6 +82,46 @@ def augment(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch
     bright = (r(b, 1, 1, 1) * 2 - 1) * 0.06 * strength
     x = x * contrast + bright
     x = x + torch.randn(x.shape, generator=g) * (r(b, 1, 1, 1) * 0.05 * strength)
+    return x.clamp(-1.0, 1.0)
+
+
+def augment_judge(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The judge's own augmentation on `[B,3,H,W]`: a random lower resolution (down to 28²), Gaussian-like
+    blur of random width, colour jitter per channel, a small random erased patch, shift, and noise — other
+    transformations than `augment`'s, so the two encoders do not share their invariances by construction."""
+    b, _, h, w = x.shape
+    r = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    shift = (r(b, 2) * 2 - 1) * 0.05
+    theta = torch.zeros(b, 2, 3)
+    scale = 1.0 + (r(b) * 2 - 1) * 0.05
+    theta[:, 0, 0], theta[:, 1, 1] = scale, scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    out = []
+    for i in range(b):  # half the images: a resolution between 28² and 64²
+        side = int(28 + r(1).item() * 36) if r(1).item() < 0.5 else h
+        xi = x[i : i + 1]
+        if side < h:
+            xi = F.interpolate(xi, size=(side, side), mode="area")
+            xi = F.interpolate(xi, size=(h, w), mode="bicubic", align_corners=False)
+        out.append(xi)
+    x = torch.cat(out)
+    sigma = r(b) * 0.9 + 1e-3
+    t = torch.arange(-2, 3, dtype=torch.float32)
+    k1 = torch.exp(-(t[None, :] ** 2) / (2 * sigma[:, None] ** 2))
+    k1 = k1 / k1.sum(1, keepdim=True)  # [B, 5]
+    xs = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    rows = sum(k1[:, j].view(b, 1, 1, 1) * xs[:, :, :, j : j + w] for j in range(5))
+    x = sum(k1[:, j].view(b, 1, 1, 1) * rows[:, :, j : j + h, :] for j in range(5))
+    gain = 1.0 + (r(b, 3, 1, 1) * 2 - 1) * 0.1
+    offset = (r(b, 3, 1, 1) * 2 - 1) * 0.08
+    x = x * gain + offset
+    erase = r(b) < 0.3  # a 10×10 patch set to grey in some images
+    ys, xs_ = (r(b) * (h - 10)).long(), (r(b) * (w - 10)).long()
+    for i in torch.nonzero(erase).flatten().tolist():
+        x[i, :, ys[i] : ys[i] + 10, xs_[i] : xs_[i] + 10] = 0.0
+    x = x + torch.randn(x.shape, generator=g) * (r(b, 1, 1, 1) * 0.03)
     return x.clamp(-1.0, 1.0)
 
 
@@ -112,7 +165,8 @@ def pair_similarities(
     )
 
 
-def evaluate(model: IdentityEncoder, n_pairs: int = 1000, threshold_seed: int = 1_500_000) -> dict:
+def evaluate(model: IdentityEncoder, n_pairs: int = 1000, threshold_seed: int = 1_500_000,
+             augmentation=None) -> dict:
     """Choose the threshold on held-out people from `threshold_seed`, measure on people from 1_000_000.
 
     The threshold is the most accurate one over the validation pairs, counted twice: as rendered, and with
@@ -120,12 +174,13 @@ def evaluate(model: IdentityEncoder, n_pairs: int = 1000, threshold_seed: int = 
     like to the encoder), so that it also holds for generated images.
     """
     va, vb, vsame = verification_pairs(n_pairs, first_seed=threshold_seed, seed=7)
-    va_aug = augment(va, torch.Generator().manual_seed(11))
+    augmentation = augmentation or augment
+    va_aug = augmentation(va, torch.Generator().manual_seed(11))
     val_sims = torch.cat([pair_similarities(model, va, vb), pair_similarities(model, va_aug, vb)])
     thr, val_acc = best_threshold(val_sims, torch.cat([vsame, vsame]))
     ta, tb, tsame = verification_pairs(n_pairs, first_seed=HELD_OUT_SEED, seed=0)
     sims = pair_similarities(model, ta, tb)
-    aug_sims = pair_similarities(model, augment(ta, torch.Generator().manual_seed(12)), tb)
+    aug_sims = pair_similarities(model, augmentation(ta, torch.Generator().manual_seed(12)), tb)
     best_thr, best_acc = best_threshold(sims, tsame)
     return {
         "threshold": thr,
@@ -199,7 +254,11 @@ def train(
     torch.manual_seed(seed)
     data_g = torch.Generator().manual_seed(seed)
     classes = random_identity(cfg.n_identities, data_g)
-    model = IdentityEncoder()
+    from legato.synthfaces.identity_encoder import BackboneConfig
+
+    model = IdentityEncoder(BackboneConfig(widths=tuple(cfg.widths)), embed_dim=cfg.embed_dim)
+    model.name = cfg.name
+    augmentation = {"generator": augment, "judge": augment_judge}[cfg.augmentation]
     heads = _Heads(cfg.n_identities, model.embed_dim, model.backbone.config.features)
     groups = [
         {"params": list(model.parameters()) + list(heads.aux.parameters()), "mult": 1.0},
@@ -219,7 +278,7 @@ def train(
         cls = cls.repeat_interleave(cfg.photos_per_id)
         n = cls.shape[0]
         x = render(classes[cls], random_nuisance(n, data_g), random_camera(n, data_g))
-        x = augment(x, data_g)
+        x = augmentation(x, data_g)
         feats = model.features(x)
         emb = F.normalize(model.head(feats), dim=1)
         logits = emb @ F.normalize(heads.proxies, dim=1).T
@@ -246,7 +305,7 @@ def train(
             save_checkpoint(ckpt, stateful, generators, step + 1, time.time() - t0)
     train_s = time.time() - t0
     model.eval()
-    metrics = evaluate(model, n_pairs=cfg.eval_pairs)
+    metrics = evaluate(model, n_pairs=cfg.eval_pairs, augmentation=augmentation)
     model.threshold = metrics["threshold"]
     metrics.update(
         {"train_seconds": round(train_s, 1), "steps": cfg.steps, "seed": seed, "config": asdict(cfg)}

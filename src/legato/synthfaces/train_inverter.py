@@ -24,10 +24,10 @@ from legato.synthfaces.params import (
     random_identity,
     random_nuisance,
 )
-from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
 from legato.synthfaces.renderer import render
 from legato.synthfaces.train_identity import augment
 from legato.synthfaces.world import HELD_OUT_SEED, identity_from_seed, photo_generator, photos
+from legato.training_state import load_checkpoint, save_checkpoint, warmup_cosine
 
 
 @dataclass

@@ -1,6 +1,6 @@
 import torch
 
-from legato.synthfaces.recipe_state import load_checkpoint, save_checkpoint, warmup_cosine
+from legato.training_state import load_checkpoint, save_checkpoint, warmup_cosine
 
 
 def test_checkpoint_restores_modules_optimiser_generators_and_rng(tmp_path):

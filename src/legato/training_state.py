@@ -1,4 +1,4 @@
-"""What the SynthFaces encoder recipes share: their checkpoint (resume) and their learning-rate schedule.
+"""What the training recipes share: their checkpoint (resume) and their learning-rate schedule.
 
 A checkpoint holds the `state_dict()` of named modules/optimisers, the state of named random generators,
 torch's global RNG, the step and the elapsed seconds; it is written atomically and read with

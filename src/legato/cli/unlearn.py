@@ -50,8 +50,10 @@ def register(app: typer.Typer) -> None:
                                            help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
                                                 "curricularface:PATH | synthfaces); default: the backend's own."),
         judge_model: str = typer.Option(None, "--judge-model",
-                                        help="Identity model that judges the result (ID, ID_others, preservation), "
-                                             "if not the loss's --identity-model; the papers: CurricularFace."),
+                                        help="Identity model that judges the result (ID, ID_others, preservation, "
+                                             "FID features); default: the backend's independent judge (SynthFaces: "
+                                             "synthfaces-judge), else the loss's --identity-model, which the report "
+                                             "then marks self-judged; the papers: CurricularFace."),
         judge_crop: str = run_options.JUDGE_CROP,
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
                                  "method, else the reference's 1e-4."),
@@ -89,6 +91,17 @@ def register(app: typer.Typer) -> None:
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
+        dial: str = typer.Option(None, "--dial", help="What the strength dial is trained to mean: time (the "
+                                 "reference: the full time span only) | path (intermediate strengths trained "
+                                 "towards images along the path to the target, so forgetting falls evenly; "
+                                 "SynthFaces' default)."),
+        early_stop: bool = typer.Option(None, "--early-stop/--no-early-stop", help="Stop once the loss's identity "
+                                        "model sees the person forgotten (other photos too) and strangers kept, "
+                                        "twice in a row; --iterations stays the bound (default: the backend's; "
+                                        "off under --preset reference)."),
+        stop_every: int = typer.Option(None, "--stop-every", help="--early-stop: steps between checks (10)."),
+        dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
+                                            "person stops being recognised (default 0.5)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
                                       "whose parameter count comes nearest legato's adapters."),
         salun_keep: float = typer.Option(None, "--salun-keep", help="salun: fraction of synthesis weights the "
@@ -178,6 +191,7 @@ def register(app: typer.Typer) -> None:
             generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
             alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
             gate_space=gate_space, gate_floor=gate_floor, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
+            dial=dial, dial_crossing=dial_crossing, early_stop=early_stop, stop_every=stop_every,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset, identity_crop=identity_crop,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from legato.evaluation.metrics import DEFINITIONS
-from legato.evaluation.verdicts import mark, verdicts
+from legato.evaluation.verdicts import mark_of, verdicts
 from legato.files import atomic_write_text
 
 REPORT_NAME = "report.html"
@@ -86,7 +86,7 @@ def _card(label: str, value: str, note: str, verdict: dict | None) -> str:
     if verdict is not None:
         if verdict["passed"] is not None:
             cls += " pass" if verdict["passed"] else " fail"
-        line = (f'<p><span class="verdict">{mark(verdict["passed"])}</span> {html.escape(verdict["meaning"])}'
+        line = (f'<p><span class="verdict">{mark_of(verdict)}</span> {html.escape(verdict["meaning"])}'
                 f'<br><span>rule: {html.escape(verdict["rule"])}</span></p>')
     return f'<div class="{cls}"><span>{html.escape(label)}</span><b>{value}</b><span>{note}</span>{line}</div>'
 
@@ -154,8 +154,11 @@ def _metrics_table(metrics: dict) -> str:
     if rows:
         main = ("<table><tr><th>metric</th><th>value</th><th>95% interval</th><th>n</th><th>definition</th></tr>"
                 + "".join(rows) + "</table>")
-        extra = [f"identity model: {metrics[k]}" if k == "identity_model" else f"FID features: {metrics[k]}"
-                 for k in ("identity_model", "fid_features") if metrics.get(k)]
+        names = {"identity_model": "judge", "loss_identity_model": "loss's identity model",
+                 "fid_features": "FID features"}
+        extra = [f"{names[k]}: {metrics[k]}" for k in names if metrics.get(k)]
+        if metrics.get("judge_is_trainer"):
+            extra.append("the judge is also the trainer: no verdict below can be ✔")
         if metrics.get("views"):
             extra.append(f"{metrics['views']} views per latent")
         if extra:

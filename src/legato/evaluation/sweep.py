@@ -66,6 +66,44 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     return None if denom == 0 else float((rx * ry).sum() / denom)
 
 
+DIAL_MAX_STEP = 0.25  # no step between neighbouring strengths may carry more than this share of the fall
+DIAL_CROSSING = (0.3, 0.7)  # where the forgotten latent should stop being recognised
+
+
+def dial_quality(strengths: Sequence[float], ids: Sequence[float], threshold: float | None,
+                 preservation: Sequence[float | None] | None = None, goal: float = 0.95) -> dict:
+    """How well a sweep behaves as a dial (docs/evaluation.md, "The dial"):
+    - `spearman`: ρ of id_target against strength (−1: always falls);
+    - `largest_step_fraction`: the largest fall between neighbouring strengths over the whole fall
+      (id_target at the first strength minus its lowest value);
+    - `crossing_strength`: where id_target first goes below `threshold` (linear between the two strengths
+      around it; None if it never does);
+    - `preservation_min`: the lowest id_preservation along the sweep;
+    - `dial_ok`: ρ = −1, largest step ≤ `DIAL_MAX_STEP`, crossing within `DIAL_CROSSING`, preservation ≥ goal.
+    """
+    order = np.argsort(np.asarray(strengths, dtype=float), kind="stable")
+    s = [float(strengths[i]) for i in order]
+    y = [float(ids[i]) for i in order]
+    rho = spearman(s, y)
+    fall = y[0] - min(y)
+    steps = [a - b for a, b in zip(y, y[1:], strict=False)]
+    largest = None if fall <= 0 or not steps else max(steps) / fall
+    crossing = None
+    if threshold is not None:
+        for k in range(len(y)):
+            if y[k] < threshold:
+                # linear interpolation between the last point above and the first below the threshold
+                crossing = s[0] if k == 0 else s[k - 1] + (s[k] - s[k - 1]) * (y[k - 1] - threshold) / (y[k - 1] - y[k])
+                break
+    pres = [p for p in (preservation or []) if p is not None]
+    pres_min = min(pres) if pres else None
+    ok = (rho is not None and rho <= -1 + 1e-9 and largest is not None and largest <= DIAL_MAX_STEP
+          and crossing is not None and DIAL_CROSSING[0] <= crossing <= DIAL_CROSSING[1]
+          and (pres_min is None or pres_min >= goal))
+    return {"spearman": rho, "largest_step_fraction": largest, "crossing_strength": crossing,
+            "preservation_min": pres_min, "dial_ok": bool(ok)}
+
+
 @torch.no_grad()
 def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_ws: torch.Tensor | None = None,
               strengths: Sequence[float] = DEFAULT_STRENGTHS, *, identity_model=None, n_random: int = 32,
@@ -142,6 +180,9 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
     }
     if not scored:
         result["identity_note"] = NO_IDENTITY_NOTE
+    else:
+        quality = dial_quality(values, ids, result["threshold"], [p.get("id_preservation") for p in points])
+        result.update({k: v for k, v in quality.items() if k != "spearman"})
     return result
 
 

@@ -158,7 +158,7 @@ class SynthFacesGenerator(Generator):
     # later) and 2 Euler steps of 0.8 over the reference's span 1.6 (the same forgetting step by step as 4
     # steps of 0.4, at 0.8× the cost per iteration); full fine-tuning keeps the reference's lr.
     unlearning_defaults = {"distance": "1x", "alpha_max": "0.8x", "lambda_global_": 10.0, "lambda_identity": 0.5,
-                           "refine_steps": 10,
+                           "refine_steps": 10, "dial": "path",
                            "methods": {"legato": {"hidden": 64, "lr": 1e-3, "step_size": 0.8},
                                        "residual": {"hidden": 64, "lr": 1e-3}, "lora": {"lr": 1e-3}}}
 
@@ -218,6 +218,13 @@ class SynthFacesGenerator(Generator):
         from legato.synthfaces.identity_encoder import load_identity_model
 
         return load_identity_model(device=self.w_average.device)
+
+    def judge_model(self):
+        """The independent judge (`synthfaces-judge`): trained apart from `identity_model`, used by nothing
+        but evaluation (docs/evaluation.md, "Who judges")."""
+        from legato.synthfaces.identity_encoder import load_judge_model
+
+        return load_judge_model(device=self.w_average.device)
 
     def inverter(self):
         from legato.synthfaces.inverter import load_inverter

@@ -18,9 +18,14 @@ TRAINING_CAMERAS = ("views", "continuous")
 # continuous training yaw instead of the evaluation views, and the ID loss's fixed face crop.
 PRESETS = {
     "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous",
-                  "identity_crop": "reference"},
+                  "identity_crop": "reference", "dial": "time", "early_stop": False},
 }
 IDENTITY_CROPS = ("align", "reference")
+# what the strength dial is trained to mean: "time" (the reference: only the full time span is trained, so
+# strength s is whatever the field does over [0, s·T]) or "path" (ours: the states at intermediate strengths
+# are trained towards the source's images along the path from the person to the target, placed so that the
+# identity score falls evenly and crosses the threshold at `dial_crossing`; `targets.dial_path`)
+DIALS = ("time", "path")
 # --field gated: which latents the membership term opens the gate for: the forgotten ones ("targets"), or
 # those and the adjacency latents around them ("neighbourhood": the gate opens for the region the adjacency
 # term forgets, e.g. other photos of the person, not only the one given)
@@ -80,6 +85,14 @@ class UnlearnConfig:
     gate_floor: float = 0.0  # --field keyed: openness below this is 0, so strangers keep the source's face
     t_end: float = 1.6
     step_size: float = 0.4
+    dial: str = "time"  # DIALS (the reference trains the full time span only)
+    dial_crossing: float = 0.5  # dial="path": the strength at which the person stops being recognised
+    # early stop (ours; the reference trains a fixed count): every `stop_every` steps the loss's identity model
+    # (never the judge) checks the forgotten latent on views it does not train on, the person's other photos
+    # and a fixed set of strangers; `stop_patience` passes in a row end training. `iterations` stays the bound.
+    early_stop: bool = False
+    stop_every: int = 10
+    stop_patience: int = 2
     solver: str = "euler"
     # lora: the rank of the updates (None: the rank whose parameter count comes nearest legato's adapters)
     lora_rank: int | None = None
@@ -130,7 +143,12 @@ class UnlearnConfig:
             raise InputError(f"--targets-per-step must be at least 1 (got {self.targets_per_step})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
-        for name, allowed in (("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),
+        if self.stop_every < 1 or self.stop_patience < 1:
+            raise InputError(f"--stop-every and --stop-patience must be at least 1 (got {self.stop_every}, "
+                             f"{self.stop_patience})")
+        if not 0.0 < self.dial_crossing < 1.0:
+            raise InputError(f"--dial-crossing must be in (0, 1) (got {self.dial_crossing})")
+        for name, allowed in (("dial", DIALS), ("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),
                               ("training_camera", TRAINING_CAMERAS), ("identity_crop", IDENTITY_CROPS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "

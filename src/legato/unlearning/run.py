@@ -24,6 +24,7 @@ from legato.inversion.sources import IdentitySource, resolve_identity
 from legato.unlearning.config import UnlearnConfig, parse_distance
 from legato.unlearning.losses import check_reference_crop, make_perceptual
 from legato.unlearning.methods import build, warm_start
+from legato.unlearning.methods import get as get_method
 from legato.unlearning.targets import typical_distance, ufo_target
 from legato.unlearning.trainer import CHECKPOINT, LOG, train
 
@@ -128,7 +129,14 @@ def unlearn(
         return model
 
     loss_model = identity_from(identity_model)
-    identity_model = loss_model if judge_model is None else identity_from(judge_model)  # the judge
+    # the judge: the one named, else the backend's independent judge, else (no other) the loss's own model,
+    # which the report then marks beside every verdict
+    if judge_model is not None:
+        identity_model = identity_from(judge_model)
+    elif callable(getattr(source, "judge_model", None)):
+        identity_model = freeze(source.judge_model()).to(device)
+    else:
+        identity_model = loss_model
     if judge_detector is not None:  # the judge sees MTCNN crops (a new object: the loss keeps its own crop)
         identity_model = with_judge_crop(identity_model, judge_detector).to(device)
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
@@ -150,6 +158,15 @@ def unlearn(
         ws_u, ws_t = torch.cat([previous[0], ws_u]), torch.cat([previous[1], ws_t])
 
     perceptual = make_perceptual(config.perceptual, loss_identity_model).to(ws_u.device)
+    dial = None
+    if config.dial == "path" and loss_identity_model is not None and get_method(config.method).dial is not None:
+        from legato.unlearning.targets import dial_path
+
+        # placed with the loss's model and its threshold: the judge has no say in what the dial means
+        dial = dial_path(source, loss_identity_model, ws_u, ws_t, float(loss_identity_model.threshold),
+                         crossing=config.dial_crossing)
+        dial["ws"] = torch.stack([torch.lerp(ws_u, ws_t, dial["fractions"][:, j].to(ws_u.device).view(-1, 1, 1))
+                                  for j in range(len(dial["strengths"]))], 1)
     # the trained parameters start from the seed alone, whatever models were built before them
     torch.manual_seed(config.seed)
     trainable = build(freeze(generator), config, adapter_name=adapter_name)
@@ -170,6 +187,13 @@ def unlearn(
         return quick_scores(source, unlearned, ws_u, identity_model=identity_model, n_random=0,
                             seed=config.seed)["id_target"]
 
+    stop_check = None
+    if config.early_stop and loss_identity_model is not None and getattr(loss_identity_model, "threshold", None):
+        from legato.evaluation.stop_check import ForgetCheck
+
+        stop_check = ForgetCheck(source, loss_identity_model, float(loss_identity_model.threshold), ws_u,
+                                 ident.held_out_ws)
+
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         for stale in (work / CHECKPOINT, work / LOG):
@@ -179,7 +203,8 @@ def unlearn(
                    alpha_max=alpha_max, work=work, resume=resume, progress=progress,
                    quick_scores=quick if identity_model is not None else None,
                    # one person: checked after every step until forgotten; several: at the quick scores
-                   forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None)
+                   forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None,
+                   dial_ws=None if dial is None else dial["ws"], stop_check=stop_check)
 
     unlearned = freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
@@ -201,12 +226,24 @@ def unlearn(
         "seconds": round(result.seconds, 2),
         "seconds_to_forget": None if result.seconds_to_forget is None else round(result.seconds_to_forget, 2),
         "step_to_forget": result.step_to_forget,
+        "steps": result.steps,
+        "early_stop": bool(config.early_stop and stop_check is not None),
+        "stopped_early": result.stopped_early,
+        "stop_reason": (f"the loss's model ({getattr(loss_identity_model, 'name', None)}) saw the forget check pass "
+                        f"{config.stop_patience} times in a row" if result.stopped_early else
+                        ("iteration bound reached" if stop_check is not None else "fixed iteration count")),
+        "stop_check": result.stop_record,
         "seconds_total": None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "perceptual_backend": perceptual.name,
         "preset": config.preset,
         "protocol_changes": protocol_changes,
         "loss_identity_model": None if loss_identity_model is None else getattr(loss_identity_model, "name", None),
+        # the judge is the trainer when the model that gave the verdicts also drove the loss (or the gate)
+        "judge_is_trainer": _same_model(identity_model, loss_model),
+        "dial": config.dial if dial is not None else "time",
+        "dial_path_fractions": None if dial is None else [[round(float(v), 4) for v in row]
+                                                          for row in dial["fractions"][:8]],
         "threshold": getattr(identity_model, "threshold", None),
         "target_distance": round(distance, 4),
         "typical_w_distance": round(scale, 4) if (relative or alpha_relative) else None,
@@ -243,6 +280,16 @@ def unlearn(
         shutil.rmtree(out)
     os.replace(work, out)
     return metrics
+
+
+def _same_model(judge, loss_model) -> bool | None:
+    """Whether the judge is the loss's model (the same object or the same name); None without a judge."""
+    if judge is None:
+        return None
+    if loss_model is None:
+        return False
+    inner = getattr(judge, "model", judge)  # a judge behind an MTCNN crop wraps the model
+    return inner is loss_model or getattr(inner, "name", None) == getattr(loss_model, "name", None)
 
 
 QUICK_PEOPLE = 16  # people the collapse curve follows when a run forgets more
@@ -319,7 +366,7 @@ def _people_line(metrics: dict) -> str:
 
 def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     """The short table `legato unlearn`/`legato demo` print (headline numbers with their verdicts)."""
-    from legato.evaluation.verdicts import mark, verdicts
+    from legato.evaluation.verdicts import mark_of, verdicts
 
     judged = verdicts(metrics)
 
@@ -330,8 +377,11 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ci = metrics.get(f"{key}_ci95")
         s = f"{v:.3f}" if isinstance(v, float) else str(v)
         s += f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-        if key in judged and judged[key]["passed"] is not None:
-            s += f"  {mark(judged[key]['passed'])} {judged[key]['rule']}"
+        if key in judged and (judged[key]["passed"] is not None or judged[key].get("inconclusive")
+                              or judged[key].get("self_judged")):
+            s += f"  {mark_of(judged[key])} {judged[key]['rule']}"
+            if judged[key]["passed"] is None:
+                s += f" — {judged[key]['meaning'].split(':')[0]}"
         return s
 
     return [
@@ -342,9 +392,11 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("fid_pre (↓)", fmt("fid_pre")),
         ("delta_fid_real (↓)", fmt("delta_fid_real")),
         ("threshold", fmt("threshold")),
+        ("judge / loss model", f"{metrics.get('identity_model')} / {metrics.get('loss_identity_model')}"
+         + ("  ⚠ the judge is the trainer" if metrics.get("judge_is_trainer") else "")),
         *([("people forgotten", _people_line(metrics))] if metrics.get("people") else []),
         ("forgotten face plausible", "—" if metrics.get("target_plausible") is None else
-         f"{mark(metrics['target_plausible'])} (sharpness {metrics['target_sharpness']:.4g}, "
+         f"{'✔' if metrics['target_plausible'] else '✘'} (sharpness {metrics['target_sharpness']:.4g}, "
          f"percentile {metrics['target_sharpness_percentile']:.0f} of ordinary samples)"),
         ("trainable / base params", f"{metrics.get('trainable_params'):,} / {metrics.get('base_params'):,}"),
         ("training seconds", fmt("seconds")),

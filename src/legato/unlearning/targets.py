@@ -77,3 +77,57 @@ def adjacent_directions(ws_u: torch.Tensor, ws_r: torch.Tensor) -> torch.Tensor:
     diff = ws_r - ws_u
     return diff / ws_norm(diff).clamp_min(1e-8)
 
+
+
+# The strengths at which `dial="path"` trains intermediate states (the solver's grid points of the reference
+# setting, 4 Euler steps of 0.4 over [0, 1.6]); strength 1 is the main local term.
+DIAL_STRENGTHS = (0.25, 0.5, 0.75)
+
+
+def identity_profile(s: torch.Tensor, threshold: float, end: float, crossing: float) -> torch.Tensor:
+    """The identity score the dial should give at strengths `s`: 1 at 0, the threshold at `crossing`, `end`
+    (the target's score) at 1, linear in between. Without a crossing (the target itself still recognised)
+    a straight line from 1 to `end`."""
+    if end >= threshold:
+        return 1 - (1 - end) * s
+    first = 1 - (1 - threshold) * s / crossing
+    second = threshold - (threshold - end) * (s - crossing) / (1 - crossing)
+    return torch.where(s <= crossing, first, second)
+
+
+@torch.no_grad()
+def dial_path(source, identity_model, ws_u: torch.Tensor, ws_t: torch.Tensor, threshold: float,
+              crossing: float = 0.5, strengths=DIAL_STRENGTHS, n_grid: int = 21, n_views: int = 3) -> dict:
+    """Where on the straight path from each forgotten latent to its target the dial should be at each of
+    `strengths`, so that the identity score (of `identity_model`: the loss's model, never the judge) falls
+    evenly and crosses `threshold` at `crossing` (`identity_profile`).
+
+    The source renders `lerp(w_u, w_t, a)` for `n_grid` fractions a at `n_views` views; the score is the
+    mean cosine to the render at a = 0, made non-increasing along a. Returns `fractions` `[N, len(strengths)]`
+    (the a for each strength), `curve` `[N, n_grid]` and `grid`.
+    """
+    import torch.nn.functional as F
+
+    grid = torch.linspace(0, 1, n_grid, device=ws_u.device)
+    views = source.views(n_views).to(ws_u.device)
+    s = torch.tensor(strengths, dtype=torch.float32)
+    fractions, curves = [], []
+    for i in range(ws_u.shape[0]):
+        ws = torch.lerp(ws_u[i:i + 1].expand(n_grid, -1, -1), ws_t[i:i + 1].expand(n_grid, -1, -1),
+                        grid.view(-1, 1, 1))
+        cos = torch.zeros(n_grid, device=ws_u.device)
+        for v in range(n_views):
+            emb = F.normalize(identity_model.embed(source.synthesis(ws, views[v:v + 1].expand(n_grid, -1))).float(),
+                              dim=1)
+            cos += (emb * emb[:1]).sum(1) / n_views
+        curve = torch.cummin(cos.cpu(), 0).values
+        want = identity_profile(s, threshold, float(curve[-1]), crossing).clamp(float(curve[-1]), 1.0)
+        # invert the non-increasing curve (ties broken by the order along the path)
+        c = (curve - torch.arange(n_grid) * 1e-6).numpy()[::-1].copy()
+        g = grid.cpu().numpy()[::-1].copy()
+        import numpy as np
+
+        fractions.append(torch.tensor(np.interp(want.numpy(), c, g), dtype=torch.float32))
+        curves.append(curve)
+    return {"fractions": torch.stack(fractions), "curve": torch.stack(curves), "grid": grid.cpu(),
+            "strengths": list(strengths), "crossing": crossing}

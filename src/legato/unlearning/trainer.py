@@ -30,6 +30,8 @@ class TrainResult:
     seconds_to_forget: float | None  # training time until the quick id_target first fell below the threshold
     step_to_forget: int | None
     final_losses: dict
+    stopped_early: bool = False  # the forget check held `stop_patience` times in a row before `iterations`
+    stop_record: dict | None = None  # the last stop check's scores
 
 
 @dataclass
@@ -47,10 +49,11 @@ class IterationDraws:
     z: torch.Tensor
     alphas: torch.Tensor
     targets: torch.Tensor | None = None
+    dial: int | None = None  # dial="path": which of `targets.DIAL_STRENGTHS` this step trains
 
 
 def draw_iteration(source, config: UnlearnConfig, rng: torch.Generator, views: torch.Tensor, n_adj: int,
-                   n_glob: int, alpha_max: float, n_targets: int = 1) -> IterationDraws:
+                   n_glob: int, alpha_max: float, n_targets: int = 1, n_dial: int = 0) -> IterationDraws:
     """One iteration's draws from `rng`, in a fixed order (camera, z's, α's, then the targets' subset) so
     that a resumed run repeats them; a run with one person draws exactly what it drew before there could be
     several."""
@@ -63,7 +66,9 @@ def draw_iteration(source, config: UnlearnConfig, rng: torch.Generator, views: t
     targets = None
     if n_targets > config.targets_per_step:  # a fresh subset of the people each step
         targets = torch.randperm(n_targets, generator=rng)[:config.targets_per_step]
-    return IterationDraws(camera, z, alphas, targets)
+    dial = int(torch.randint(0, n_dial, (1,), generator=rng)) if n_dial else None  # drawn last: runs without
+    # a trained dial draw what they drew before
+    return IterationDraws(camera, z, alphas, targets, dial)
 
 
 def iteration_latents(ws_u: torch.Tensor, ws_t: torch.Tensor, drawn: IterationDraws, ws_r: torch.Tensor,
@@ -85,7 +90,7 @@ def iteration_latents(ws_u: torch.Tensor, ws_t: torch.Tensor, drawn: IterationDr
 
 
 def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torch.Generator, elapsed: float,
-                     forget: tuple) -> None:
+                     forget: tuple, passes: int = 0) -> None:
     import io
 
     buf = io.BytesIO()
@@ -97,6 +102,7 @@ def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torc
         "torch_rng": torch.get_rng_state(),
         "elapsed": elapsed,
         "forget": list(forget),
+        "stop_passes": passes,
     }, buf)
     atomic_write_bytes(work / CHECKPOINT, buf.getvalue())
 
@@ -188,6 +194,32 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
             "gate": gate}
 
 
+def _dial_term(source, trainable: Trainable, ws_u, dial_ws, drawn: IterationDraws, cams, w, perceptual,
+               identity_model, crop: str) -> torch.Tensor:
+    """dial="path": the local terms of the step's forgotten latents at the drawn intermediate strength,
+    against the source's images of the path latents for that strength (`targets.dial_path`). The forward
+    at that strength records trajectory terms and gate conditions; they are dropped, so the iteration's own
+    terms stay those of the full-strength forward."""
+    from legato.unlearning.targets import DIAL_STRENGTHS
+
+    picked = (torch.arange(ws_u.shape[0]) if drawn.targets is None else drawn.targets).to(ws_u.device)
+    saved = trainable.dial.strength
+    trainable.dial.strength = DIAL_STRENGTHS[drawn.dial]
+    try:
+        img_u, feat_u = _render(trainable.unlearned, ws_u[picked], cams[:picked.numel()], picked.numel(),
+                                bool(w.feature))
+    finally:
+        trainable.dial.strength = saved
+    if trainable.adapter_set is not None:
+        trainable.adapter_set.trajectory_consistency()
+        trainable.adapter_set.gate_conditions()
+    with torch.no_grad():
+        img_s, feat_s = _render(source, dial_ws[picked, drawn.dial], cams[:picked.numel()], picked.numel(),
+                                bool(w.feature))
+    return _local_terms((img_u, img_s, feat_u, feat_s), slice(0, picked.numel()), w, perceptual, identity_model,
+                        crop)
+
+
 SALIENCY_TARGETS = 16  # people whose local loss gives SalUn's saliency when a run forgets more
 
 
@@ -249,6 +281,8 @@ def train(
     quick_scores=None,
     forget_check=None,
     draws: Callable[[int], IterationDraws] | None = None,
+    dial_ws: torch.Tensor | None = None,
+    stop_check: Callable | None = None,
 ) -> TrainResult:
     """Train `trainable` so that the unlearned generator at `ws_u` looks like the source at `ws_t`.
 
@@ -260,7 +294,11 @@ def train(
     every step until the target first falls below `threshold`, so the time to forget is measured to the
     step. Neither call counts as training time. Checkpoints go to `work/checkpoint.pt`, logs to
     `work/log.jsonl`. `draws(step) -> IterationDraws` replaces the run's own random draws (a seam for
-    checks against other implementations).
+    checks against other implementations). `dial_ws` `[N, len(DIAL_STRENGTHS), num_ws, w_dim]`: the source
+    latents each intermediate strength is trained towards (dial="path"; needs a method with a dial).
+    `stop_check(unlearned) -> dict` (with `passed`: bool) runs every `config.stop_every` steps when
+    `config.early_stop`; training ends after `config.stop_patience` passes in a row. It must not use the
+    judge (the run hands it the loss's model). Its time, like the quick scores', is not training time.
     """
     unlearned = trainable.unlearned
     w = config.weights
@@ -269,6 +307,7 @@ def train(
     torch.manual_seed(config.seed)
     start, elapsed_before = 0, 0.0
     forget_step, forget_seconds = None, None
+    passes, stopped, stop_record = 0, False, None
     log_path = work / LOG
     if resume:
         ckpt = _load_checkpoint(work)
@@ -279,6 +318,7 @@ def train(
             torch.set_rng_state(ckpt["torch_rng"])
             start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed"])
             forget_step, forget_seconds = ckpt["forget"] if ckpt["forget"] else (None, None)
+            passes = int(ckpt.get("stop_passes", 0))
             _truncate_log(log_path, start)
     elif log_path.exists():
         log_path.unlink()
@@ -329,8 +369,9 @@ def train(
     try:
         for step in range(start + 1, config.iterations + 1):
             rng_at_start = rng.get_state()
-            drawn = draws(step) if draws is not None else draw_iteration(source, config, rng, views, n_adj, n_glob,
-                                                                        alpha_max, ws_u.shape[0])
+            drawn = draws(step) if draws is not None else draw_iteration(
+                source, config, rng, views, n_adj, n_glob, alpha_max, ws_u.shape[0],
+                n_dial=0 if dial_ws is None else dial_ws.shape[1])
             c = drawn.camera.to(device)
             with torch.no_grad():
                 ws_r = source.mapping(drawn.z.to(device)) if n_adj + n_glob else ws_u[:0]
@@ -352,6 +393,15 @@ def train(
                         f"with --resume to continue from the last checkpoint"
                     )
                 terms["total"].backward()
+            if dial_ws is not None and drawn.dial is not None:
+                dial = w.local * _dial_term(source, trainable, ws_u, dial_ws, drawn, cams, w, perceptual,
+                                            identity_model, config.identity_crop)
+                losses["dial"] = dial.item()
+                losses["total"] += losses["dial"]
+                if not math.isfinite(losses["total"]):
+                    raise TrainingError(f"the loss became {losses['total']} at step {step} (the dial's term); "
+                                        f"lower --lr (now {config.lr}) and rerun with --resume")
+                dial.backward()
             opt.step()
             completed = step
             record = None
@@ -365,24 +415,32 @@ def train(
                 record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}), **scores}
                 if forget_step is None and threshold is not None and scores["id_target"] < threshold:
                     forget_step, forget_seconds = step, elapsed()
+            if stop_check is not None and config.early_stop and step % config.stop_every == 0:
+                stop_record = measure(stop_check)
+                passes = passes + 1 if stop_record["passed"] else 0
+                stopped = passes >= config.stop_patience
+                record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}),
+                          "stop_check": {k: v for k, v in stop_record.items()}, "stop_passes": passes}
             if record is not None:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
             if step % config.checkpoint_every == 0:
                 _save_checkpoint(work, step, trainable, opt, rng, elapsed(), (forget_step, forget_seconds)
-                                 if forget_step is not None else ())
+                                 if forget_step is not None else (), passes)
             if bar is not None:
                 bar.update(task, completed=step, info=f"loss {losses['total']:.4f} (local {losses['local']:.4f})")
+            if stopped:
+                break
     except KeyboardInterrupt:
         # keep exactly the completed steps: the RNG goes back to the start of an unfinished step
         if completed < step:
             rng.set_state(rng_at_start)
         _save_checkpoint(work, completed, trainable, opt, rng, elapsed(),
-                         (forget_step, forget_seconds) if forget_step is not None else ())
+                         (forget_step, forget_seconds) if forget_step is not None else (), passes)
         raise
     finally:
         unlearned.train(was_training)
         log_file.close()
         if bar is not None:
             bar.stop()
-    return TrainResult(config.iterations, elapsed(), forget_seconds, forget_step, losses)
+    return TrainResult(completed, elapsed(), forget_seconds, forget_step, losses, stopped, stop_record)

@@ -100,6 +100,8 @@ def register(app: typer.Typer) -> None:
                                         "twice in a row; --iterations stays the bound (default: the backend's; "
                                         "off under --preset reference)."),
         stop_every: int = typer.Option(None, "--stop-every", help="--early-stop: steps between checks (10)."),
+        stop_consolidate: int = typer.Option(None, "--stop-consolidate", help="--early-stop: steps trained on "
+                                             "after the check has held (0)."),
         dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
                                             "person stops being recognised (default 0.5)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
@@ -192,6 +194,7 @@ def register(app: typer.Typer) -> None:
             alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
             gate_space=gate_space, gate_floor=gate_floor, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
             dial=dial, dial_crossing=dial_crossing, early_stop=early_stop, stop_every=stop_every,
+            stop_consolidate=stop_consolidate,
             perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
             training_camera=training_camera, preset=preset, identity_crop=identity_crop,
             lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
@@ -223,6 +226,11 @@ def register(app: typer.Typer) -> None:
                                        "embedding (see `legato unlearn --help`)."),
         gate_floor: float = typer.Option(DEMO_GATE_FLOOR, "--gate-floor", help="--field keyed: openness below "
                                          "this is 0."),
+        early_stop: bool = typer.Option(False, "--early-stop/--no-early-stop", help="Stop once the loss's "
+                                        "identity model sees the person forgotten and strangers kept, twice in "
+                                        "a row (`--iterations` stays the upper bound)."),
+        stop_consolidate: int = typer.Option(0, "--stop-consolidate", help="--early-stop: steps trained on "
+                                             "after the check has held."),
     ) -> None:
         """Forget a held-out SynthFaces person from one photo, evaluate on other photos and random others."""
         from legato.synthfaces import load_generator
@@ -232,6 +240,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out; {field} field) …")
         generator = load_generator()
         config = UnlearnConfig.for_generator(generator, iterations=iterations, seed=seed, field=field,
-                                             gate_space=gate_space, gate_floor=gate_floor)
+                                             gate_space=gate_space, gate_floor=gate_floor, early_stop=early_stop,
+                                             stop_consolidate=stop_consolidate)
         metrics = unlearn(generator, DEMO_PERSON, out, config, overwrite=True, n_random=n_random, n_fid=n_fid)
         _print_table(metrics, out)

@@ -135,63 +135,81 @@ def _teacher_velocity(teacher: nn.Module, student: _Student, x, t, y) -> torch.T
         return teacher(x, t, y)
 
 
-def _train(
-    teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, log
-) -> float:
-    from rich.progress import Progress
+class FlowObjective:
+    """The digits flow's objective for the one training loop (`unlearning.loop`): per iteration a batch of
+    retained-class paths (velocity kept on the teacher's) and of forgotten-class points (velocity sent to
+    zero), plus the adapters' trajectory-consistency term."""
 
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    keep = data.train_labels != forget_class
-    xr, yr = data.train_images[keep], data.train_labels[keep]
-    xf = data.of_class(forget_class)
-    opt = torch.optim.Adam(student.params, lr=cfg.lr)
-    student.model.train()
-    t0 = time.time()
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"forgetting class {forget_class}", total=cfg.steps)
-        for step in range(cfg.steps):
-            ir = torch.randint(0, len(xr), (cfg.batch_retain,), generator=gen)
-            x1r, y_r = xr[ir], yr[ir]
-            x0r = torch.randn(x1r.shape, generator=gen)
-            tr = torch.rand(len(x1r), generator=gen)
-            xtr = (1 - tr)[:, None, None, None] * x0r + tr[:, None, None, None] * x1r
-            nf = cfg.batch_forget
-            x1f = xf[torch.randint(0, len(xf), (nf,), generator=gen)]
-            x0f = torch.randn(x1f.shape, generator=gen)
-            tf = torch.rand(nf, generator=gen)
-            mix = (torch.arange(nf) < nf // 2).float()  # first half: real paths; second half: pure noise
-            xtf = (1 - tf * mix)[:, None, None, None] * x0f + (tf * mix)[:, None, None, None] * x1f
-            y_f = torch.full((nf,), forget_class, dtype=torch.long)
-            v_teacher = _teacher_velocity(teacher, student, xtr, tr, y_r)
-            v = student.model(torch.cat([xtr, xtf]), torch.cat([tr, tf]), torch.cat([y_r, y_f]))
-            loss_retain = (v[: len(xtr)] - v_teacher).pow(2).mean()
-            loss_forget = v[len(xtr) :].pow(2).mean()
-            loss = cfg.lambda_retain * loss_retain + cfg.lambda_forget * loss_forget
-            loss_traj = torch.zeros(())
-            if student.adapters is not None:
-                loss_traj = student.adapters.trajectory_consistency()
-                loss = loss + cfg.lambda_trajectory * loss_traj
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the unlearning loss became {loss.item()} at step {step}; lower the lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                log(
-                    {
-                        "step": step,
-                        "loss": loss.item(),
-                        "forget": loss_forget.item(),
-                        "retain": loss_retain.item(),
-                        "trajectory": loss_traj.item(),
-                        "wall_s": round(time.time() - t0, 2),
-                    }
-                )
-            bar.update(task, advance=1)
-    student.model.eval()
+    def __init__(self, teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig,
+                 method: str) -> None:
+        self.teacher, self.student, self.cfg, self.forget_class = teacher, student, cfg, forget_class
+        self.name = f"{method}, class {forget_class}"
+        self.model, self.params = student.model, student.params
+        keep = data.train_labels != forget_class
+        self.xr, self.yr = data.train_images[keep], data.train_labels[keep]
+        self.xf = data.of_class(forget_class)
+
+    def state_dict(self) -> dict:
+        s = self.student
+        return s.adapters.state_dict() if s.adapters is not None else s.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        s = self.student
+        (s.adapters if s.adapters is not None else s.model).load_state_dict(state)
+
+    def setup(self) -> None:
+        pass
+
+    def begin(self, start: int) -> None:
+        self.model.train()
+
+    def end(self) -> None:
+        self.model.eval()
+
+    def progress_info(self, losses: dict) -> str:
+        return f"loss {losses['total']:.4f} (forget {losses['forget']:.4f})"
+
+    def step(self, step: int, gen: torch.Generator) -> dict:
+        cfg, student, xr, yr, xf = self.cfg, self.student, self.xr, self.yr, self.xf
+        ir = torch.randint(0, len(xr), (cfg.batch_retain,), generator=gen)
+        x1r, y_r = xr[ir], yr[ir]
+        x0r = torch.randn(x1r.shape, generator=gen)
+        tr = torch.rand(len(x1r), generator=gen)
+        xtr = (1 - tr)[:, None, None, None] * x0r + tr[:, None, None, None] * x1r
+        nf = cfg.batch_forget
+        x1f = xf[torch.randint(0, len(xf), (nf,), generator=gen)]
+        x0f = torch.randn(x1f.shape, generator=gen)
+        tf = torch.rand(nf, generator=gen)
+        mix = (torch.arange(nf) < nf // 2).float()  # first half: real paths; second half: pure noise
+        xtf = (1 - tf * mix)[:, None, None, None] * x0f + (tf * mix)[:, None, None, None] * x1f
+        y_f = torch.full((nf,), self.forget_class, dtype=torch.long)
+        v_teacher = _teacher_velocity(self.teacher, student, xtr, tr, y_r)
+        v = student.model(torch.cat([xtr, xtf]), torch.cat([tr, tf]), torch.cat([y_r, y_f]))
+        loss_retain = (v[: len(xtr)] - v_teacher).pow(2).mean()
+        loss_forget = v[len(xtr):].pow(2).mean()
+        loss = cfg.lambda_retain * loss_retain + cfg.lambda_forget * loss_forget
+        loss_traj = torch.zeros(())
+        if student.adapters is not None:
+            loss_traj = student.adapters.trajectory_consistency()
+            loss = loss + cfg.lambda_trajectory * loss_traj
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the unlearning loss became {loss.item()} at step {step}; lower the lr")
+        loss.backward()
+        return {"total": loss.item(), "forget": loss_forget.item(), "retain": loss_retain.item(),
+                "trajectory": loss_traj.item()}
+
+
+def _train(teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, work: Path,
+           method: str, progress: bool = True) -> float:
+    """Train through the one loop (its log, checkpoints and progress bar in `work`); returns wall seconds."""
+    from legato.unlearning import loop
+
+    settings = loop.LoopSettings(iterations=cfg.steps, lr=cfg.lr, seed=seed, log_every=cfg.log_every,
+                                 checkpoint_every=max(cfg.steps, 1), log_first=True)
+    result = loop.run(FlowObjective(teacher, student, data, forget_class, cfg, method), settings, work,
+                      progress=progress)
     student.freeze_tuned()
-    return time.time() - t0
+    return result.seconds
 
 
 def _evaluate(student: _Student, classifier, forget_class: int, cfg: FlowUnlearnConfig, seed: int):
@@ -261,20 +279,12 @@ def run(
     unet_params = sum(p.numel() for p in teacher.parameters())
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        log_file = open(tmp / "log.jsonl", "w")  # noqa: SIM115 - closed below
-
-        def log(entry: dict) -> None:
-            log_file.write(json.dumps(entry) + "\n")
-            log_file.flush()
-
-        try:
-            torch.manual_seed(seed)  # the adapters' initial weights
-            student = _make_student(teacher, method, cfg)
-            trained = sum(p.numel() for p in student.params)
-            train_wall = _train(teacher, student, data, forget_class, cfg, seed, log)
-            sweep, samples, labels = _evaluate(student, classifier, forget_class, cfg, seed)
-        finally:
-            log_file.close()
+        torch.manual_seed(seed)  # the adapters' initial weights
+        student = _make_student(teacher, method, cfg)
+        trained = sum(p.numel() for p in student.params)
+        train_wall = _train(teacher, student, data, forget_class, cfg, seed, tmp, method)
+        (tmp / "checkpoint.pt").unlink(missing_ok=True)  # the run folder is written whole; no resume state
+        sweep, samples, labels = _evaluate(student, classifier, forget_class, cfg, seed)
         s0 = next(r for r in sweep if r["strength"] == 0.0) if 0.0 in cfg.strengths else None
         s1 = next(r for r in sweep if r["strength"] == 1.0)
         retained_mask = labels != forget_class

@@ -93,6 +93,7 @@ class UnlearnConfig:
     early_stop: bool = False
     stop_every: int = 10
     stop_patience: int = 2
+    stop_consolidate: int = 0  # steps trained on after the check has held (the forgotten face settles)
     solver: str = "euler"
     # lora: the rank of the updates (None: the rank whose parameter count comes nearest legato's adapters)
     lora_rank: int | None = None
@@ -143,6 +144,8 @@ class UnlearnConfig:
             raise InputError(f"--targets-per-step must be at least 1 (got {self.targets_per_step})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
+        if self.stop_consolidate < 0:
+            raise InputError(f"--stop-consolidate must be at least 0 (got {self.stop_consolidate})")
         if self.stop_every < 1 or self.stop_patience < 1:
             raise InputError(f"--stop-every and --stop-patience must be at least 1 (got {self.stop_every}, "
                              f"{self.stop_patience})")

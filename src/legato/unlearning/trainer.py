@@ -1,10 +1,9 @@
-"""The training loop shared by every method: losses, logging, collapse curve, checkpoints, resume."""
+"""The image generators' objective (GUIDE-style: local, adjacency, global, the path dial) and `train`, which
+runs it through the one training loop (`unlearning.loop`)."""
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,25 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from legato.errors import TrainingError
-from legato.files import atomic_write_bytes
+from legato.unlearning import loop
 from legato.unlearning.config import UnlearnConfig
+from legato.unlearning.loop import CHECKPOINT, LOG, TrainResult  # noqa: F401 (the run folder's names)
 from legato.unlearning.losses import identity_loss
 from legato.unlearning.methods import Trainable
 from legato.unlearning.targets import adjacent_directions
-
-CHECKPOINT = "checkpoint.pt"
-LOG = "log.jsonl"
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    seconds: float  # training wall time, without the quick scores' evaluation time
-    seconds_to_forget: float | None  # training time until the quick id_target first fell below the threshold
-    step_to_forget: int | None
-    final_losses: dict
-    stopped_early: bool = False  # the forget check held `stop_patience` times in a row before `iterations`
-    stop_record: dict | None = None  # the last stop check's scores
 
 
 @dataclass
@@ -87,38 +73,6 @@ def iteration_latents(ws_u: torch.Tensor, ws_t: torch.Tensor, drawn: IterationDr
     inp_u = torch.cat([ws_u[picked], ws_u[owners] + delta, ws_r[n_adj:]])
     inp_s = torch.cat([ws_t[picked], ws_t[owners] + delta, ws_r[n_adj:]])
     return inp_u, inp_s, k
-
-
-def _save_checkpoint(work: Path, step: int, trainable: Trainable, opt, rng: torch.Generator, elapsed: float,
-                     forget: tuple, passes: int = 0) -> None:
-    import io
-
-    buf = io.BytesIO()
-    torch.save({
-        "step": step,
-        "trainable": trainable.state_dict(),
-        "optimizer": opt.state_dict(),
-        "rng": rng.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "elapsed": elapsed,
-        "forget": list(forget),
-        "stop_passes": passes,
-    }, buf)
-    atomic_write_bytes(work / CHECKPOINT, buf.getvalue())
-
-
-def _load_checkpoint(work: Path):
-    path = work / CHECKPOINT
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _truncate_log(path: Path, last_step: int) -> None:
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 
 def _render(gen, ws, cams, n_loc: int, want_features: bool):
@@ -300,147 +254,92 @@ def train(
     `config.early_stop`; training ends after `config.stop_patience` passes in a row. It must not use the
     judge (the run hands it the loss's model). Its time, like the quick scores', is not training time.
     """
-    unlearned = trainable.unlearned
-    w = config.weights
-    opt = torch.optim.Adam(trainable.params, lr=config.lr)
-    rng = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    start, elapsed_before = 0, 0.0
-    forget_step, forget_seconds = None, None
-    passes, stopped, stop_record = 0, False, None
-    log_path = work / LOG
-    if resume:
-        ckpt = _load_checkpoint(work)
-        if ckpt is not None:
-            trainable.load_state_dict(ckpt["trainable"])
-            opt.load_state_dict(ckpt["optimizer"])
-            rng.set_state(ckpt["rng"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            start, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed"])
-            forget_step, forget_seconds = ckpt["forget"] if ckpt["forget"] else (None, None)
-            passes = int(ckpt.get("stop_passes", 0))
-            _truncate_log(log_path, start)
-    elif log_path.exists():
-        log_path.unlink()
-    device = ws_u.device
-    local_only = trainable.local_only
-    n_adj = 0 if local_only else config.n_adjacent
-    n_glob = 0 if local_only else config.n_global
-    views = source.views(11).to(device)
-    _remember_forgotten(trainable, ws_u, views[:1], source=source, identity_model=identity_model)
+    objective = ImageObjective(source, trainable, ws_u, ws_t, config, identity_model=identity_model,
+                               perceptual=perceptual, alpha_max=alpha_max, draws=draws, dial_ws=dial_ws)
+    return loop.run(objective, config, work, threshold=threshold, resume=resume, progress=progress,
+                    quick_scores=quick_scores, forget_check=forget_check, stop_check=stop_check)
 
-    t0 = time.perf_counter()
-    losses: dict = {}
-    step = completed = start
-    rng_at_start = rng.get_state()
 
-    eval_seconds = 0.0  # the quick scores measure the run; their time is not training time
+class ImageObjective:
+    """The GUIDE-style objective of an image generator with latents (`Generator`): per iteration a camera,
+    adjacency and global latents, the local / adjacency / global terms (and the path dial's) against the
+    frozen source, micro-batched; the trainable's own terms (trajectory, gate) come with its forward."""
 
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t0 - eval_seconds
+    def __init__(self, source, trainable: Trainable, ws_u, ws_t, config: UnlearnConfig, *, identity_model,
+                 perceptual, alpha_max: float, draws=None, dial_ws=None) -> None:
+        self.source, self.trainable, self.ws_u, self.ws_t, self.config = source, trainable, ws_u, ws_t, config
+        self.identity_model, self.perceptual, self.alpha_max = identity_model, perceptual, alpha_max
+        self.draws, self.dial_ws = draws, dial_ws
+        self.name = config.method
+        self.model = trainable.unlearned
+        self.params = trainable.params
+        self.n_adj = 0 if trainable.local_only else config.n_adjacent
+        self.n_glob = 0 if trainable.local_only else config.n_global
+        self.views = source.views(11).to(ws_u.device)
+        self._was_training = self.model.training
 
-    def measure(score):
-        """`score(unlearned)` without gradients, its time kept off the training clock."""
-        nonlocal eval_seconds
-        t_eval = time.perf_counter()
+    def state_dict(self) -> dict:
+        return self.trainable.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainable.load_state_dict(state)
+
+    def setup(self) -> None:
+        _remember_forgotten(self.trainable, self.ws_u, self.views[:1], source=self.source,
+                            identity_model=self.identity_model)
+
+    def begin(self, start: int) -> None:
+        # training mode while training, as the reference code (`generator.train()`): the StyleGAN2 / EG3D
+        # layers then use the unfused modulated convolution (`fused_modconv="inference_only"`), the same
+        # values rounded as in the reference (benchmarks/parity_objective.py)
+        self._was_training = self.model.training
+        self.model.train()
+        if self.trainable.prepare is not None and start == 0:  # a resumed run has it in the checkpoint
+            c, w = self.config, self.config.weights
+            self.trainable.prepare(lambda: _backward_local_loss(
+                self.source, self.trainable, self.ws_u, self.ws_t, self.views, w, self.perceptual,
+                self.identity_model, c.identity_crop))
+
+    def end(self) -> None:
+        self.model.train(self._was_training)
+
+    def progress_info(self, losses: dict) -> str:
+        return f"loss {losses['total']:.4f} (local {losses['local']:.4f})"
+
+    def step(self, step: int, rng: torch.Generator) -> dict:
+        source, trainable, config, ws_u, ws_t = self.source, self.trainable, self.config, self.ws_u, self.ws_t
+        w, perceptual, identity_model, dial_ws = config.weights, self.perceptual, self.identity_model, self.dial_ws
+        n_adj, n_glob, device = self.n_adj, self.n_glob, ws_u.device
+        drawn = self.draws(step) if self.draws is not None else draw_iteration(
+            source, config, rng, self.views, n_adj, n_glob, self.alpha_max, ws_u.shape[0],
+            n_dial=0 if dial_ws is None else dial_ws.shape[1])
+        c = drawn.camera.to(device)
         with torch.no_grad():
-            value = score(unlearned)
-        eval_seconds += time.perf_counter() - t_eval
-        return value
-
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
-        bar.start()
-        task = bar.add_task(f"unlearning ({config.method})", total=config.iterations, completed=start, info="")
-    log_file = open(log_path, "a")  # noqa: SIM115 (kept open for the whole loop)
-    # training mode while training, as the reference code (`generator.train()`): the StyleGAN2 / EG3D layers
-    # then use the unfused modulated convolution (`fused_modconv="inference_only"`), the same values rounded
-    # as in the reference (benchmarks/parity_objective.py)
-    was_training = unlearned.training
-    unlearned.train()
-    if trainable.prepare is not None and start == 0:  # (counted as training time; a resumed run has its
-        # prepared state in the checkpoint)
-        trainable.prepare(lambda: _backward_local_loss(source, trainable, ws_u, ws_t, views, w, perceptual,
-                                                       identity_model, config.identity_crop))
-    try:
-        for step in range(start + 1, config.iterations + 1):
-            rng_at_start = rng.get_state()
-            drawn = draws(step) if draws is not None else draw_iteration(
-                source, config, rng, views, n_adj, n_glob, alpha_max, ws_u.shape[0],
-                n_dial=0 if dial_ws is None else dial_ws.shape[1])
-            c = drawn.camera.to(device)
-            with torch.no_grad():
-                ws_r = source.mapping(drawn.z.to(device)) if n_adj + n_glob else ws_u[:0]
-            inp_u, inp_s, n_tgt = iteration_latents(ws_u, ws_t, drawn, ws_r, n_adj)
-            cams = c.expand(inp_u.shape[0], -1)
-            n_all = inp_u.shape[0]
-            chunk = min(config.micro_batch or n_all, n_all)
-            opt.zero_grad(set_to_none=True)
-            losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory", "gate"), 0.0)
-            for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
-                terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), n_tgt + n_adj,
-                                     n_all, w, perceptual, identity_model, config.reduction, config.identity_crop,
-                                     n_tgt, n_tgt + (n_adj if config.gate_positives == "neighbourhood" else 0))
-                for key, value in terms.items():
-                    losses[key] += value.item()
-                if not math.isfinite(losses["total"]):
-                    raise TrainingError(
-                        f"the loss became {losses['total']} at step {step}; lower --lr (now {config.lr}) and rerun "
-                        f"with --resume to continue from the last checkpoint"
-                    )
-                terms["total"].backward()
-            if dial_ws is not None and drawn.dial is not None:
-                dial = w.local * _dial_term(source, trainable, ws_u, dial_ws, drawn, cams, w, perceptual,
-                                            identity_model, config.identity_crop)
-                losses["dial"] = dial.item()
-                losses["total"] += losses["dial"]
-                if not math.isfinite(losses["total"]):
-                    raise TrainingError(f"the loss became {losses['total']} at step {step} (the dial's term); "
-                                        f"lower --lr (now {config.lr}) and rerun with --resume")
-                dial.backward()
-            opt.step()
-            completed = step
-            record = None
-            if step % config.log_every == 0 or step == config.iterations:
-                record = {"step": step, "seconds": round(elapsed(), 3), **{k: round(v, 6) for k, v in losses.items()}}
-            checking = forget_check is not None and forget_step is None and threshold is not None
-            if checking and measure(forget_check) < threshold:
-                forget_step, forget_seconds = step, elapsed()
-            if quick_scores is not None and (step % config.eval_every == 0 or step == config.iterations):
-                scores = measure(quick_scores)
-                record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}), **scores}
-                if forget_step is None and threshold is not None and scores["id_target"] < threshold:
-                    forget_step, forget_seconds = step, elapsed()
-            if stop_check is not None and config.early_stop and step % config.stop_every == 0:
-                stop_record = measure(stop_check)
-                passes = passes + 1 if stop_record["passed"] else 0
-                stopped = passes >= config.stop_patience
-                record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}),
-                          "stop_check": {k: v for k, v in stop_record.items()}, "stop_passes": passes}
-            if record is not None:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            if step % config.checkpoint_every == 0:
-                _save_checkpoint(work, step, trainable, opt, rng, elapsed(), (forget_step, forget_seconds)
-                                 if forget_step is not None else (), passes)
-            if bar is not None:
-                bar.update(task, completed=step, info=f"loss {losses['total']:.4f} (local {losses['local']:.4f})")
-            if stopped:
-                break
-    except KeyboardInterrupt:
-        # keep exactly the completed steps: the RNG goes back to the start of an unfinished step
-        if completed < step:
-            rng.set_state(rng_at_start)
-        _save_checkpoint(work, completed, trainable, opt, rng, elapsed(),
-                         (forget_step, forget_seconds) if forget_step is not None else (), passes)
-        raise
-    finally:
-        unlearned.train(was_training)
-        log_file.close()
-        if bar is not None:
-            bar.stop()
-    return TrainResult(completed, elapsed(), forget_seconds, forget_step, losses, stopped, stop_record)
+            ws_r = source.mapping(drawn.z.to(device)) if n_adj + n_glob else ws_u[:0]
+        inp_u, inp_s, n_tgt = iteration_latents(ws_u, ws_t, drawn, ws_r, n_adj)
+        cams = c.expand(inp_u.shape[0], -1)
+        n_all = inp_u.shape[0]
+        chunk = min(config.micro_batch or n_all, n_all)
+        losses = dict.fromkeys(("total", "local", "adjacency", "global", "trajectory", "gate"), 0.0)
+        for a in range(0, n_all, chunk):  # gradients accumulate over the chunks; one step per iteration
+            terms = _chunk_terms(source, trainable, inp_u, inp_s, cams, (a, min(a + chunk, n_all)), n_tgt + n_adj,
+                                 n_all, w, perceptual, identity_model, config.reduction, config.identity_crop,
+                                 n_tgt, n_tgt + (n_adj if config.gate_positives == "neighbourhood" else 0))
+            for key, value in terms.items():
+                losses[key] += value.item()
+            if not math.isfinite(losses["total"]):
+                raise TrainingError(
+                    f"the loss became {losses['total']} at step {step}; lower --lr (now {config.lr}) and rerun "
+                    f"with --resume to continue from the last checkpoint"
+                )
+            terms["total"].backward()
+        if dial_ws is not None and drawn.dial is not None:
+            dial = w.local * _dial_term(source, trainable, ws_u, dial_ws, drawn, cams, w, perceptual,
+                                        identity_model, config.identity_crop)
+            losses["dial"] = dial.item()
+            losses["total"] += losses["dial"]
+            if not math.isfinite(losses["total"]):
+                raise TrainingError(f"the loss became {losses['total']} at step {step} (the dial's term); "
+                                    f"lower --lr (now {config.lr}) and rerun with --resume")
+            dial.backward()
+        return losses

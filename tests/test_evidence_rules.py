@@ -58,3 +58,11 @@ def test_dial_quality_measures_an_even_dial_and_an_overshooting_switch():
     q = dial_quality(s, profile, 0.78, preservation=[0.99] * 11)
     assert q["dial_ok"] and q["crossing_strength"] == pytest.approx(0.5, abs=1e-6)
     assert not dial_quality(s, profile, 0.78, preservation=[0.99] * 10 + [0.9])["dial_ok"]
+
+
+@pytest.mark.parametrize(("ci", "mark"), [((-0.2, 0.5), "✔"), ((0.1, 0.9), "?"), ((0.8, 0.95), "✘")])
+def test_identity_verdicts_need_the_whole_interval_on_one_side(ci, mark):
+    # the demo's other photos read 0.410 [−0.068, 0.888] against 0.779: too wide to call forgotten
+    m = {**GOOD, "id_others": sum(ci) / 2, "id_others_ci95": list(ci), "id_others_n": 4,
+         "threshold": 0.779}
+    assert mark_of(verdicts(m)["id_others"]) == mark

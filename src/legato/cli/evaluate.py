@@ -74,12 +74,14 @@ def load_target(adapter_dir: Path | None, identity: str | None, generator, targe
 
 
 def load_identity_model(spec: str | None, source, detector=None):
-    """The identity model `spec` names (None: the generator's own, chosen by `evaluate`); with `detector`
-    (`--judge-crop mtcnn:DIR`, `identity.cropped.load_judge_crop`) judging on its MTCNN crops."""
+    """The identity model `spec` names (None: the generator's judge, chosen by `evaluate`: its independent
+    judge where it has one, else its own model); with `detector` (`--judge-crop mtcnn:DIR`,
+    `identity.cropped.load_judge_crop`) judging on its MTCNN crops."""
+    from legato.evaluation.metrics import _optional_identity_model
     from legato.identity.cropped import with_judge_crop
 
     if spec is None:
-        return with_judge_crop(source.identity_model(), detector) if detector is not None else None
+        return with_judge_crop(_optional_identity_model(source, None), detector) if detector is not None else None
     from legato.identity import load
     from legato.unlearning.run import freeze
 

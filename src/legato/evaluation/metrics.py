@@ -45,8 +45,12 @@ NO_IDENTITY_NOTE = ("no identity model: the generator has none and none was give
 
 
 def _optional_identity_model(source, identity_model):
-    """The given identity model, else the backend's own, else None (real backends may have none)."""
-    return identity_model if identity_model is not None else source.identity_model()
+    """The given identity model, else the backend's independent judge where it has one (`judge_model`),
+    else its own identity model, else None (real backends may have none)."""
+    if identity_model is not None:
+        return identity_model
+    judge = getattr(source, "judge_model", None)
+    return judge() if callable(judge) else source.identity_model()
 
 
 def _model_name(model) -> str:

@@ -1,8 +1,9 @@
 """Pass or fail beside every headline number, with the rule and one line on what the outcome means.
 
 The rules (each a documented choice, docs/evaluation.md):
-- `id_target`, `id_others`: below the identity model's same-person threshold (the person is no longer
-  recognised in the forgotten latent / in the latents of their other photos);
+- `id_target`, `id_others`: the whole 95% interval below the identity model's same-person threshold (the
+  person is no longer recognised in the forgotten latent / in the latents of their other photos); ✘ when
+  the whole interval is at or above it; inconclusive when it spans the threshold;
 - `id_preservation`: at least `PRESERVATION_GOAL` (0.95), the mean cosine of random other people between
   source and unlearned model;
 - `fid_pre`: at most the FID between two independent sample sets of the source of the same size
@@ -23,14 +24,18 @@ from __future__ import annotations
 
 PRESERVATION_GOAL = 0.95
 FID_MARGIN = 0.10  # ΔFID_real: the quality loss (a fraction of FID(source, real)) the rule calls material
-# the smallest sample each rule decides on (views of the forgotten latent, photos × views, strangers, images)
-MIN_SAMPLES = {"id_target": 5, "id_others": 5, "id_preservation": 20, "fid_pre": 200, "delta_fid_real": 200}
+# the smallest sample each rule decides on (image pairs of the forgotten latent, other photos, strangers, images)
+MIN_SAMPLES = {"id_target": 5, "id_others": 3, "id_preservation": 20, "fid_pre": 200, "delta_fid_real": 200}
 SELF_JUDGED = ("id_target", "id_others", "id_preservation", "fid_pre", "delta_fid_real")
 
 
 def _v(passed: bool | None, rule: str, yes: str, no: str, missing: str = "not measured") -> dict:
     meaning = missing if passed is None else (yes if passed else no)
     return {"passed": passed, "rule": rule, "meaning": meaning}
+
+
+def _fmt(ci) -> str:
+    return "[—]" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _n(metrics: dict, key: str) -> int | None:
@@ -71,10 +76,20 @@ def verdicts(metrics: dict) -> dict[str, dict]:
         value = metrics.get(key)
         if key not in metrics:
             continue
+        ci = metrics.get(f"{key}_ci95")
         ok = None if value is None or thr is None else value < thr
-        out[key] = _v(ok, f"< {thr:.3f} (same-person threshold)" if thr is not None else "< threshold",
+        undecided = False
+        if ok is not None and ci is not None and None not in ci:
+            # the whole 95% interval must be on one side of the threshold; otherwise the sample cannot tell
+            ok = True if ci[1] < thr else (False if ci[0] >= thr else None)
+            undecided = ok is None
+        out[key] = _v(ok, (f"95% interval < {thr:.3f} (same-person threshold)" if thr is not None
+                           else "< threshold"),
                       f"forgotten: the identity model no longer recognises the person in {who}",
-                      f"not forgotten: the identity model still recognises the person in {who}")
+                      f"not forgotten: the identity model still recognises the person in {who}",
+                      f"inconclusive: the interval {_fmt(ci)} spans the threshold" if undecided else "not measured")
+        if undecided:
+            out[key]["inconclusive"] = True
     if "id_preservation" in metrics:
         value = metrics.get("id_preservation")
         lost, n = metrics.get("id_preservation_lost"), metrics.get("id_preservation_n")

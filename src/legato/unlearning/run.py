@@ -381,7 +381,8 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
                               or judged[key].get("self_judged")):
             s += f"  {mark_of(judged[key])} {judged[key]['rule']}"
             if judged[key]["passed"] is None:
-                s += f" — {judged[key]['meaning'].split(':')[0]}"
+                short = judged[key]["meaning"].split(":")[0]
+                s += f" — {short})" if short.count("(") > short.count(")") else f" — {short}"
         return s
 
     return [

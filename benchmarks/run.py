@@ -213,6 +213,7 @@ def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
     result = load_result(out / "adapter", load_generator().eval().requires_grad_(False))
     saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
     ws, held = saved["ws"], saved.get("held_out_ws")
+    # judged by the backend's independent judge (run_sweep's default), as the run's own verdicts are
     sweep = run_sweep(source, result.unlearned, result.dial, ws, held, DEFAULT_STRENGTHS,
                       n_random=mode["n_random"], seed=0)
     for point in sweep["points"]:
@@ -220,21 +221,19 @@ def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
         q = target_quality(source, result.unlearned, ws, n_ordinary=100)
         point["target_sharpness_percentile"] = q["target_sharpness_percentile"]
         point["target_plausible"] = q["target_plausible"]
-    return {"spec": spec, "method": method, "threshold": metrics.get("threshold"),
+    return {"spec": spec, "method": method, "threshold": sweep.get("threshold", metrics.get("threshold")),
             "trainable_params": metrics["trainable_params"], "points": sweep["points"]}
 
 
 def dial_summary(points: list[dict], threshold: float | None) -> dict:
-    """Monotonicity (Spearman ρ of id_target against strength), smoothness (the largest jump of id_target
-    between neighbouring strengths), the first strength below the threshold, and preservation at s = 1."""
-    from legato.evaluation.sweep import spearman
+    """The dial's rules (`evaluation.sweep.dial_quality`: Spearman ρ, the largest step as a share of the whole
+    fall, where the threshold is crossed, the lowest preservation, `dial_ok`), plus preservation at s = 1 and
+    the share of strengths whose forgotten face is plausible."""
+    from legato.evaluation.sweep import dial_quality
 
-    xs = [p["strength"] for p in points]
-    ids = [p["id_target"] for p in points]
-    crossed = next((x for x, y in zip(xs, ids, strict=True) if threshold is not None and y < threshold), None)
-    return {"spearman": spearman(xs, ids), "max_jump": max(abs(b - a) for a, b in zip(ids, ids[1:], strict=False)),
-            "crossing": crossed, "preservation_at_1": points[-1].get("id_preservation"),
-            "min_preservation": min(p["id_preservation"] for p in points),
+    q = dial_quality([p["strength"] for p in points], [p["id_target"] for p in points], threshold,
+                     [p.get("id_preservation") for p in points])
+    return {**q, "preservation_at_1": points[-1].get("id_preservation"),
             "plausible_fraction": sum(bool(p["target_plausible"]) for p in points) / len(points)}
 
 
@@ -255,9 +254,10 @@ def dial(mode: dict, out: Path) -> dict:
     (out / "dial.json").write_text(json.dumps(results, indent=1))
     colours = {"legato": "tab:blue", "residual": "tab:orange", "lora": "tab:green"}
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    lines = ["| method (dial) | Spearman ρ of id_target ↓ (−1: monotone) | largest jump | crosses the threshold at s | "
-             "preservation at s = 1 | lowest preservation | plausible forgotten face along the dial |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method (dial) | Spearman ρ of id_target ↓ (−1: monotone) | largest step / whole fall (≤ 0.25) | "
+             "crosses the threshold at s (0.3–0.7) | preservation at s = 1 | lowest preservation | "
+             "plausible forgotten face along the dial | dial rules met (worst ρ) |",
+             "|---|---|---|---|---|---|---|---|"]
     summary = {}
     for m in methods:
         runs = [r for r in results if r["method"] == m]
@@ -277,9 +277,12 @@ def dial(mode: dict, out: Path) -> dict:
             return fmt.format(mean) + ("" if math.isnan(half) else " ± " + fmt.format(half)) + \
                 (f" ({len(vals)}/{len(per)})" if len(vals) < len(per) else "")
 
-        lines.append(f"| {m} | {cell('spearman')} | {cell('max_jump')} | {cell('crossing', '{:.2f}')} | "
-                     f"{cell('preservation_at_1')} | {cell('min_preservation')} | "
-                     f"{cell('plausible_fraction', '{:.2f}')} |")
+        ok = sum(p["dial_ok"] for p in per)
+        worst = max((p["spearman"] for p in per if p["spearman"] is not None), default=float("nan"))
+        lines.append(f"| {m} | {cell('spearman')} | {cell('largest_step_fraction')} | "
+                     f"{cell('crossing_strength', '{:.2f}')} | {cell('preservation_at_1')} | "
+                     f"{cell('preservation_min')} | {cell('plausible_fraction', '{:.2f}')} | "
+                     f"{ok}/{len(per)} ({worst:.3f}) |")
     threshold = results[0]["threshold"]
     if threshold is not None:
         axes[0].axhline(threshold, color="grey", ls=":", label="threshold")
@@ -455,6 +458,32 @@ def cpu_name() -> str:
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
+def provenance() -> dict:
+    """Which code, which generator and which judge a run measured, and when: the commit (with `+dirty`
+    when the tree had changes), the sha256 of the shipped SynthFaces generator and judge files, the date."""
+    import hashlib
+    import subprocess
+    from datetime import date
+
+    from legato.synthfaces import identity_encoder
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "absent"
+
+    weights = Path(identity_encoder.__file__).resolve().parent / "weights"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"commit": commit, "date": date.today().isoformat(),
+            "generator_sha256": sha(weights / "generator.safetensors"),
+            "judge_sha256": sha(weights / "judge.safetensors")}
+
+
 def readme_block(summary: dict, out: Path, images: Path | None) -> str:
     """The README's benchmark section, generated from one run: command, machine, table, plots.
 
@@ -463,7 +492,10 @@ def readme_block(summary: dict, out: Path, images: Path | None) -> str:
     m = summary["machine"]
     s = summary["settings"]
     lines = [
-        f"Generated by `{summary['command']}` on {m['processor']}, {m['cpu_count']} CPU cores, "
+        f"Generated by `{summary['command']}` at commit {summary.get('provenance', {}).get('commit', '?')} on "
+        f"{summary.get('provenance', {}).get('date', '?')} (generator sha256 "
+        f"{summary.get('provenance', {}).get('generator_sha256', '?')}, judge "
+        f"{summary.get('provenance', {}).get('judge_sha256', '?')}) on {m['processor']}, {m['cpu_count']} CPU cores, "
         f"{m['workers']} runs in parallel with one torch thread each, torch {m['torch']}, Python {m['python']} "
         f"({summary['seconds'] / 60:.0f} minutes in all). SynthFaces, {s['identities']} identities per scenario, "
         f"{s['iterations']} iterations per run, the world's default settings; mean ± 95% t-interval over the "
@@ -616,7 +648,7 @@ def main() -> int:
                "torch": torch.__version__, "cpu_count": os.cpu_count(), "workers": mode["workers"],
                "threads_per_worker": 1, "processor": cpu_name(),
                "platform": platform.platform()},
-               "command": "python " + " ".join(sys.argv)}
+               "command": "python " + " ".join(sys.argv), "provenance": provenance()}
     t0 = time.perf_counter()
     if "table" in parts:
         rows: list[dict] = []

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,flows,dlib,ray]'
+	$(BIN)/pip install -q -e '.[dev,flows,dlib,ray,faces]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "legato.cli.flow",
     "legato.cli.identity",
     "legato.cli.synthfaces",
+    "legato.cli.lfwfaces",
     "legato.cli.generate",
     "legato.cli.evaluate",
     "legato.cli.sweep",

@@ -33,6 +33,35 @@ def _print_table(metrics: dict, out: Path) -> None:
 REFERENCE_N_FID = 5000  # the papers' FID sample size (LEGATO/GUIDE evaluate_fid.py)
 
 
+def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, iterations: int, lr, hidden,
+                 lambda_trajectory, seed: int, overwrite: bool) -> None:
+    """lfw-faces: forget a named person of the class-conditional flow (docs/lfw-faces.md)."""
+    from legato.errors import InputError
+    from legato.lfwfaces.erase import EraseConfig
+    from legato.lfwfaces.unlearn import run
+
+    if identity is None:
+        raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell)")
+    options = {"method": method, "seed": seed, "lr": lr}
+    if iterations != 1000:  # 1,000 is the option's default: the backend's own (200) applies
+        options["iterations"] = iterations
+    if hidden is not None:
+        options["hidden"] = hidden
+    if lambda_trajectory is not None:
+        options["lambda_trajectory"] = lambda_trajectory
+    config = EraseConfig(**options).validate()
+    metrics = run(out, identity, config, generator=None if generator == "lfw-faces" else generator,
+                  overwrite=overwrite)
+    typer.echo(f"{metrics['person']}: recognised in {metrics['recognition_before']:.0%} of samples before, "
+               f"{metrics['recognition_after']:.0%} after (95% CI {metrics['recognition_after_ci'][0]:.0%}–"
+               f"{metrics['recognition_after_ci'][1]:.0%}); the others {metrics['others_recognition_before']:.0%} "
+               f"→ {metrics['others_recognition_after']:.0%}; dlib finds a face in "
+               f"{metrics['face_found_after']:.0%} of the forgotten name's samples")
+    for rule, verdict in metrics["verdicts"].items():
+        typer.echo(f"  {verdict:>12}  {rule}")
+    typer.echo(f"run folder: {out} (metrics.json, forgotten_sweep.png, dial.png)")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn_cmd(
@@ -42,9 +71,11 @@ def register(app: typer.Typer) -> None:
                                           "--field gated for more than a few)"),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
-                                      help="synthfaces | digits-flow | path to an NVlabs .pkl"),
+                                      help="synthfaces | digits-flow | lfw-faces | path to an NVlabs .pkl or an "
+                                           "lfw-faces folder"),
         method: str = typer.Option("legato", help="legato | guide | residual | lora | salun | baseline "
-                                   "(flows: legato | finetune)"),
+                                   "(digits-flow: legato | finetune; lfw-faces: legato | residual | finetune | "
+                                   "lora | embedding)"),
         iterations: int = typer.Option(1000, "--iterations", "--iters", help="Training iterations (reference: 1,000)."),
         identity_model: str = typer.Option(None, "--identity-model",
                                            help="Identity model for the ID loss and metrics (dlib | arcface:PATH | "
@@ -159,6 +190,10 @@ def register(app: typer.Typer) -> None:
         """Train adapters (or fine-tune, for the baselines) so IDENTITY can no longer be generated."""
         from legato.errors import InputError
 
+        if generator == "lfw-faces" or (Path(generator) / "legato_world.json").is_file():
+            _unlearn_lfw(generator, identity, out, method, iterations, lr, hidden, lambda_trajectory, seed,
+                         overwrite)
+            return
         if generator == "digits-flow":
             if forget_class is None:
                 raise InputError("--generator digits-flow needs --forget-class N")

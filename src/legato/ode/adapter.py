@@ -116,6 +116,9 @@ class ODEAdapter(nn.Module):
                 got = tuple(condition.shape) if isinstance(condition, torch.Tensor) else type(condition).__name__
                 raise InputError(f"the {self.field_name} field needs a condition of shape [{x.shape[0]}, {dim}] "
                                  f"(the latent at its site), got {got}")
+        # a strided feature map (diffusers' attention blocks return channels-last strides) crashes GroupNorm's
+        # CPU backward in torch 2.13 (a segfault, not an error): the ODE works on a contiguous copy
+        x = x.contiguous()
         squeeze = x.dim() == 2  # [B, C] features, e.g. after a linear layer
         if squeeze:
             x = x[:, :, None, None]

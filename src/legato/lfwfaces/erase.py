@@ -1,0 +1,312 @@
+"""Forget a person of `lfw-faces` as the concept erasers forget a name, through the one training loop.
+
+The anchor is the world's "nobody" class (the label dropped in training, which guidance already uses):
+the person's conditional velocity is sent to the frozen model's "nobody" velocity, so with the person's
+name the flow draws a face of nobody in particular instead of noise. Losses, on points x_t of the frozen
+model's own trajectories (no photo is needed, as ESD trains on its model's own generations):
+- forget: ‖v(x_t, t | person) − v_frozen(x_t, t | nobody)‖² on states of the person's trajectories and of
+  other people's trajectories (where a changed trajectory goes);
+- retain: ‖v(x_t, t | p) − v_frozen(x_t, t | p)‖² for the other people p and for "nobody" (guidance needs it);
+- trajectory consistency (`legato` only): the adapters' mean squared ODE step (`legato.ode`).
+
+Methods (`METHODS`), each with its dial s ∈ [0, 1]:
+- `legato`: Neural-ODE adapters (the `unet` field) after UNet blocks, base frozen; s scales the time span;
+- `residual`: the same field applied once, x + s·f(x);
+- `finetune`: every UNet weight (ESD-style); s interpolates the weights, θ₀ + s·(θ₁ − θ₀);
+- `lora`: PEFT LoRA on the UNet's convolutions and attention projections; s is PEFT's scale;
+- `embedding`: no training — the person's class embedding is overwritten by the nobody class's (the floor
+  a weight method must beat, since a fresh embedding brings the person back); s interpolates the row.
+
+The judge (`lfwfaces.judge`, dlib) is used by `evaluate` only; nothing here trains or stops on it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from legato.errors import InputError, TrainingError
+
+METHODS = ("legato", "residual", "finetune", "lora", "embedding")
+DEFAULT_LR = {"legato": 1e-3, "residual": 1e-3, "finetune": 2e-5, "lora": 1e-3}
+
+
+@dataclass
+class EraseConfig:
+    """Options of a forgetting run on lfw-faces (defaults: the settings behind docs/lfw-faces.md)."""
+
+    method: str = "legato"
+    iterations: int = 200
+    lr: float | None = None  # None: DEFAULT_LR[method]
+    seed: int = 0
+    batch_forget: int = 16
+    batch_retain: int = 32
+    lambda_forget: float = 1.0
+    lambda_retain: float = 1.0
+    lambda_trajectory: float = 0.1
+    sites: tuple[str, ...] = ("mid_block", "up_blocks.0", "up_blocks.1")
+    hidden: int = 32
+    t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
+    step_size: float = 0.4
+    solver: str = "euler"
+    lora_rank: int = 4
+    pool_forget: int = 32  # frozen trajectories of the person
+    pool_retain: int = 1  # frozen trajectories per other person
+    null_share: float = 0.125  # share of the retain batch labelled "nobody"
+    log_every: int = 10
+    checkpoint_every: int = 50
+    # what the loop needs from any config
+    eval_every: int = 0
+    early_stop: bool = False
+    stop_every: int = 10
+    stop_patience: int = 2
+    stop_consolidate: int = 0
+
+    def validate(self) -> EraseConfig:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r} for lfw-faces; choose one of {', '.join(METHODS)}")
+        if self.iterations < 0 or (self.iterations == 0 and self.method != "embedding"):
+            raise InputError(f"--iterations must be at least 1 for {self.method} (got {self.iterations})")
+        for name in ("batch_forget", "batch_retain", "hidden", "pool_forget", "pool_retain", "lora_rank",
+                     "log_every", "checkpoint_every", "stop_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if not 0 <= self.null_share < 1:
+            raise InputError(f"null_share must be in [0, 1) (got {self.null_share})")
+        if self.lr is not None and not self.lr > 0:
+            raise InputError(f"--lr must be positive (got {self.lr})")
+        return self
+
+    @property
+    def effective_lr(self) -> float:
+        return DEFAULT_LR.get(self.method, 0.0) if self.lr is None else float(self.lr)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sites": list(self.sites), "lr": self.effective_lr}
+
+
+# -- the frozen model's trajectories ------------------------------------------------------------------
+@dataclass
+class Pool:
+    """States x_t (and their t) of the frozen model's guided trajectories: the person's, and one set per
+    other person with their labels."""
+
+    forget_x: torch.Tensor
+    forget_t: torch.Tensor
+    other_x: torch.Tensor
+    other_t: torch.Tensor
+    other_y: torch.Tensor
+
+
+@torch.no_grad()
+def trajectory_states(world, labels: torch.Tensor, noise: torch.Tensor, steps: int, guidance: float):
+    """Every Euler state (t = 0, 1/steps, …, (steps−1)/steps) of the guided trajectories from `noise`."""
+    from legato.lfwfaces.world import guided_velocity
+
+    x, xs, ts = noise.clone(), [], []
+    grid = torch.linspace(0.0, 1.0, steps + 1)
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
+        t = a.expand(x.shape[0])
+        xs.append(x.clone())
+        ts.append(t.clone())
+        x = x + (b - a) * guided_velocity(world.unet, x, t, labels, world.null_class, guidance)
+    return torch.cat(xs), torch.cat(ts)
+
+
+def build_pool(world, person: int, config: EraseConfig, steps: int, guidance: float) -> Pool:
+    from legato.lfwfaces.world import initial_noise
+
+    others = [p for p in range(len(world.people)) if p != person]
+    yf = torch.full((config.pool_forget,), person, dtype=torch.long)
+    yo = torch.tensor([p for p in others for _ in range(config.pool_retain)], dtype=torch.long)
+    xf, tf = trajectory_states(world, yf, initial_noise(len(yf), world.size, config.seed + 101), steps, guidance)
+    xo, to = trajectory_states(world, yo, initial_noise(len(yo), world.size, config.seed + 102), steps, guidance)
+    return Pool(xf, tf, xo, to, yo.repeat(steps))
+
+
+# -- the trained thing and its dial -------------------------------------------------------------------
+class Student:
+    """The UNet being changed, what trains, and the dial; `teacher` is a frozen copy of the source."""
+
+    def __init__(self, world, person: int, config: EraseConfig) -> None:
+        self.world, self.person, self.config, self.method = world, person, config, config.method
+        self.teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
+        self.unet = world.unet
+        self.adapters = None
+        self._source: dict[str, torch.Tensor] = {}
+        self._tuned: dict[str, torch.Tensor] = {}
+        self._lora_layers: list = []
+        method = config.method
+        if method in ("legato", "residual"):
+            from legato.ode import attach
+
+            channels = _site_channels(self.unet, config.sites)
+            if method == "legato":
+                ode = dict(t_end=config.t_end, step_size=config.step_size, method=config.solver)
+            else:  # one Euler step of length 1 is exactly x + f(x)
+                ode = dict(t_end=1.0, step_size=1.0, method="euler")
+            self.adapters = attach(self.unet, list(config.sites), name="forget", channels=channels,
+                                   hidden=config.hidden, field="unet", **ode)
+            self.params = list(self.adapters.parameters())
+        elif method == "finetune":
+            self.unet.requires_grad_(True)
+            self.params = list(self.unet.parameters())
+            self._source = {k: v.detach().clone() for k, v in self.unet.named_parameters()}
+        elif method == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+            from peft.tuners.lora import LoraLayer
+
+            targets = _lora_targets(self.unet, config.sites)
+            inject_adapter_in_model(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
+                                               target_modules=targets, init_lora_weights=True), self.unet)
+            self._lora_layers = [m for m in self.unet.modules() if isinstance(m, LoraLayer)]
+            self.params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
+            for n, p in self.unet.named_parameters():
+                p.requires_grad_("lora_" in n)
+        else:  # embedding: nothing trains
+            self.params = []
+            emb = self.unet.class_embedding.weight
+            self._source = {"row": emb[person].detach().clone(), "nobody": emb[world.null_class].detach().clone()}
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.params) if self.params else int(self._source["row"].numel())
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        if self.adapters is not None:
+            return {k: v.detach().clone() for k, v in self.adapters.state_dict().items()}
+        if self.method == "embedding":
+            return {"class_embedding.row": self.unet.class_embedding.weight[self.person].detach().clone()}
+        keep = (lambda n: "lora_" in n) if self.method == "lora" else (lambda n: True)
+        return {k: v.detach().clone() for k, v in self.unet.named_parameters() if keep(k)}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.adapters is not None:
+            self.adapters.load_state_dict(state)
+            return
+        params = dict(self.unet.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+
+    def trajectory_loss(self) -> torch.Tensor:
+        if self.method == "legato":
+            return self.adapters.trajectory_consistency()
+        if self.adapters is not None:
+            self.adapters.trajectory_consistency()  # clears the recorded states; the residual adds no term
+        return torch.zeros(())
+
+    def finish_training(self) -> None:
+        self.unet.requires_grad_(False)
+        if self.method == "finetune":
+            self._tuned = {k: v.detach().clone() for k, v in self.unet.named_parameters()}
+        if self.method == "embedding":
+            self.set_strength(1.0)
+
+    @torch.no_grad()
+    def set_strength(self, s: float) -> None:
+        from legato.ode.adapter_set import checked_strength
+
+        s = checked_strength(s)
+        if self.adapters is not None:
+            self.adapters.strength = s
+        elif self.method == "finetune":
+            for name, p in self.unet.named_parameters():
+                p.copy_(self._source[name] + s * (self._tuned[name] - self._source[name]))
+        elif self.method == "lora":
+            for layer in self._lora_layers:
+                layer.set_scale("default", s)
+        else:
+            row, nobody = self._source["row"], self._source["nobody"]
+            self.unet.class_embedding.weight[self.person] = row + s * (nobody - row)
+
+
+def _site_channels(unet, sites) -> dict[str, int]:
+    modules = dict(unet.named_modules())
+    out = {}
+    for site in sites:
+        block = modules.get(site)
+        if block is None:
+            blocks = [n for n in modules if n == "mid_block" or n.count(".") == 1 and n.split(".")[0] in
+                      ("down_blocks", "up_blocks")]
+            raise InputError(f"the UNet has no block {site!r}; adapter sites are blocks such as {', '.join(blocks)}")
+        resnets = getattr(block, "resnets", None)
+        if not resnets:
+            raise InputError(f"block {site!r} has no resnets to read its output channels from")
+        out[site] = int(resnets[-1].out_channels)
+    return out
+
+
+def _lora_targets(unet, sites) -> list[str]:
+    """Full module names of the convolutions and attention projections inside the adapter sites' blocks."""
+    names = []
+    for name, module in unet.named_modules():
+        if not any(name.startswith(site + ".") for site in sites):
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        conv = isinstance(module, nn.Conv2d) and leaf in ("conv1", "conv2")
+        projection = isinstance(module, nn.Linear) and (leaf in ("to_q", "to_k", "to_v") or name.endswith(".to_out.0"))
+        if conv or projection:
+            names.append(name)
+    if not names:
+        raise InputError(f"no convolution or attention projection inside {list(sites)} for LoRA")
+    return names
+
+
+# -- the objective for the one loop -------------------------------------------------------------------
+class EraseObjective:
+    """`unlearning.loop`'s objective for lfw-faces: forget, retain and trajectory terms on pooled states."""
+
+    def __init__(self, student: Student, pool: Pool, config: EraseConfig) -> None:
+        self.student, self.pool, self.config = student, pool, config
+        self.name = f"{config.method}, {student.world.people[student.person]}"
+        self.model, self.params = student.unet, student.params
+
+    def state_dict(self) -> dict:
+        return self.student.trainable_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.student.load_trainable_state(state)
+
+    def setup(self) -> None:
+        pass
+
+    def begin(self, start: int) -> None:
+        pass
+
+    def end(self) -> None:
+        self.student.finish_training()
+
+    def progress_info(self, losses: dict) -> str:
+        return f"loss {losses['total']:.4f} (forget {losses['forget']:.4f}, retain {losses['retain']:.4f})"
+
+    def step(self, step: int, gen: torch.Generator) -> dict:
+        from legato.lfwfaces.train import velocity
+
+        cfg, pool, st = self.config, self.pool, self.student
+        person, null = st.person, st.world.null_class
+        nf = cfg.batch_forget
+        half = nf // 2  # half from the person's trajectories, half from other people's
+        i_f = torch.randint(0, len(pool.forget_x), (nf - half,), generator=gen)
+        i_o = torch.randint(0, len(pool.other_x), (half + cfg.batch_retain,), generator=gen)
+        xf = torch.cat([pool.forget_x[i_f], pool.other_x[i_o[:half]]])
+        tf = torch.cat([pool.forget_t[i_f], pool.other_t[i_o[:half]]])
+        xr, tr, yr = pool.other_x[i_o[half:]], pool.other_t[i_o[half:]], pool.other_y[i_o[half:]].clone()
+        yr[torch.rand(len(yr), generator=gen) < cfg.null_share] = null
+        with torch.no_grad():
+            target = velocity(st.teacher, torch.cat([xf, xr]), torch.cat([tf, tr]),
+                              torch.cat([torch.full((nf,), null, dtype=torch.long), yr]))
+        v = velocity(st.unet, torch.cat([xf, xr]), torch.cat([tf, tr]),
+                     torch.cat([torch.full((nf,), person, dtype=torch.long), yr]))
+        loss_forget = (v[:nf] - target[:nf]).pow(2).mean()
+        loss_retain = (v[nf:] - target[nf:]).pow(2).mean()
+        loss_traj = st.trajectory_loss()
+        loss = cfg.lambda_forget * loss_forget + cfg.lambda_retain * loss_retain + cfg.lambda_trajectory * loss_traj
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the forgetting loss became {loss.item()} at step {step}; lower --lr")
+        loss.backward()
+        return {"total": loss.item(), "forget": loss_forget.item(), "retain": loss_retain.item(),
+                "trajectory": float(loss_traj.detach())}

@@ -31,18 +31,37 @@ def _commit() -> str:
         return "unknown"
 
 
+def _spearman(metrics: dict) -> float | None:
+    """Spearman ρ of the person's recognition rate over the dial's strengths (−1: it only ever falls)."""
+    from scipy.stats import spearmanr
+
+    sweep = metrics.get("sweep")
+    if not sweep:
+        return None
+    return float(spearmanr([p["strength"] for p in sweep], [p["recognition"] for p in sweep]).statistic)
+
+
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.0f}%"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--merge", nargs="+", type=Path, default=None,
+                        help="Print one table from earlier summary.json files (no attack is run).")
     parser.add_argument("--attack-steps", type=int, default=300)
     parser.add_argument("--no-source", action="store_true", help="Skip attacking the untouched source.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lfw_forget")
     parser.add_argument("--grid", type=Path, default=None, help="A PNG: a row of attacked samples per model.")
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        print_table({**parts[0], "commit": ", ".join(sorted({p["commit"] for p in parts})),
+                     "rows": [r for p in parts for r in p["rows"]]})
+        return
+    if not args.runs:
+        parser.error("give at least one run folder, or --merge")
     torch.set_num_threads(1)
 
     from legato.evaluation.images import save_grid
@@ -67,6 +86,7 @@ def main() -> None:
             world, unet, person = load_result(folder)
             metrics = json.loads((folder / "metrics.json").read_text())
         photos = x_train[y_train == person]
+        metrics["dial_spearman"] = _spearman(metrics)
         attack = embedding_attack(world, unet, person, photos, steps=args.attack_steps, judge=judge)
         grid.append(attack.pop("images")[:12])
         rows.append({"run": str(folder) if folder else "source", "method": metrics["method"],
@@ -76,7 +96,8 @@ def main() -> None:
                                                     "face_found_after", "others_recognition_before",
                                                     "others_recognition_after", "others_drop", "others_drop_ci",
                                                     "fid_dlib_others_before", "fid_dlib_others_after",
-                                                    "trained_params", "train_seconds", "verdicts")}})
+                                                    "trained_params", "train_seconds", "verdicts",
+                                                    "dial_spearman")}})
         print(json.dumps(rows[-1], default=str), flush=True)
     summary = {"commit": _commit(), "date": date.today().isoformat(), "attack_steps": args.attack_steps,
                "rows": rows}
@@ -84,21 +105,29 @@ def main() -> None:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     if args.grid:
         save_grid(torch.cat(grid), args.grid, nrow=12)
+    print_table(summary)
+
+
+def print_table(summary: dict) -> None:
+    rows = summary["rows"]
     print(f"\nlfw-faces, forgetting {rows[-1]['person']} (commit {summary['commit']}, {summary['date']}; "
-          f"attack: {args.attack_steps} steps)\n")
+          f"attack: {summary['attack_steps']} steps)\n")
     print("| method | trained params | train s | recognised before → after (95% CI) | face found | "
-          "others recognised before → after | FID_dlib others before → after | after the attack |")
-    print("|---|---|---|---|---|---|---|---|")
+          "others recognised before → after | FID_dlib others before → after | dial ρ | after the attack |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["method"].startswith("source"):
-            print(f"| {r['method']} | — | — | — | — | — | — | {_pct(r['attack'].get('recognition'))} |")
+            print(f"| {r['method']} | — | — | — | — | — | — | — | {_pct(r['attack'].get('recognition'))} |")
             continue
         lo, hi = r["recognition_after_ci"]
+        if r.get("dial_spearman") is None and Path(r["run"], "metrics.json").is_file():
+            r["dial_spearman"] = _spearman(json.loads(Path(r["run"], "metrics.json").read_text()))
         print(f"| {r['method']} | {r['trained_params']:,} | {r['train_seconds']} | "
               f"{_pct(r['recognition_before'])} → {_pct(r['recognition_after'])} ({_pct(lo)}–{_pct(hi)}) | "
               f"{_pct(r['face_found_after'])} | {_pct(r['others_recognition_before'])} → "
               f"{_pct(r['others_recognition_after'])} | {r['fid_dlib_others_before']:.3f} → "
-              f"{r['fid_dlib_others_after']:.3f} | {_pct(r['attack'].get('recognition'))} |")
+              f"{r['fid_dlib_others_after']:.3f} | {r['dial_spearman']:.2f} | "
+              f"{_pct(r['attack'].get('recognition'))} |")
 
 
 if __name__ == "__main__":

@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
+from lfw_world import _commit  # benchmarks/ is the script's folder, so on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _spearman(metrics: dict) -> float | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import subprocess
 import time
 from datetime import date
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from run import cpu_name  # benchmarks/run.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,16 +37,6 @@ def _commit() -> str:
 
 GRID_PEOPLE = ("Alejandro_Toledo", "Angelina_Jolie", "Bill_Clinton", "George_W_Bush", "Jennifer_Aniston",
                "Kofi_Annan", "Serena_Williams", "Vladimir_Putin")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def grid(world, faceset, path: Path, with_real: bool, n: int = 6, seed: int = 0) -> None:
@@ -135,7 +125,7 @@ def main() -> None:
     params = sum(p.numel() for p in world.unet.parameters())
     folder_bytes = sum(f.stat().st_size for f in world.folder.iterdir())
     summary = {
-        "date": date.today().isoformat(), "commit": _commit(), "machine": _cpu(),
+        "date": date.today().isoformat(), "commit": _commit(), "machine": cpu_name(),
         "threads": args.threads, "world_steps": world.meta["total_steps"], "people": k,
         "per_person": args.per_person, "sampler": {"steps": STEPS, "guidance": GUIDANCE},
         "face_found_generated": gen["mean_face_found"], "recognition_generated": gen["mean_recognition"],

@@ -34,6 +34,12 @@ def tiny_folder(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEGATO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEGATO_NO_CACHE", raising=False)
+
+
 def _inputs():
     g = torch.Generator().manual_seed(3)
     return torch.randn(4, 3, 16, 16, generator=g), torch.rand(4, generator=g), torch.tensor([0, 1, 2, 3])
@@ -89,14 +95,21 @@ class _BrightnessJudge:
     """Stands in for dlib in the plumbing test: 'recognises' a sample as the person whose index matches its
     brightness tercile; finds a face everywhere."""
 
+    name = "brightness"
     people = PEOPLE
     real_features = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    calls = 0
+
+    def descriptors(self, images):
+        type(self).calls += len(images)
+        return torch.ones(len(images), dtype=torch.bool), images.mean(dim=(1, 2, 3))[:, None]
+
+    def judge_descriptors(self, found, desc):
+        nearest = torch.bucketize(desc[:, 0], torch.tensor([-0.1, 0.1]))
+        return Judged(found=found, nearest=nearest, distance=torch.zeros(len(desc)))
 
     def judge(self, images):
-        b = images.mean(dim=(1, 2, 3))
-        nearest = torch.bucketize(b, torch.tensor([-0.1, 0.1]))
-        return Judged(found=torch.ones(len(images), dtype=torch.bool), nearest=nearest,
-                      distance=torch.zeros(len(images)))
+        return self.judge_descriptors(*self.descriptors(images))
 
     def fid_features(self, images):
         return images.flatten(1)[:, :4].double()
@@ -150,7 +163,7 @@ def test_a_run_writes_the_whole_folder_through_the_loop(tiny_folder, tmp_path):
     assert "checkpoint.pt" not in names and not list(tmp_path.glob("*.partial"))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["person"] == "A_a" and saved["method"] == "legato"
-    assert [r["strength"] for r in saved["sweep"]] == list(unlearn.STRENGTHS)
+    assert [r["strength"] for r in saved["sweep"]] == list(unlearn.RUN_STRENGTHS)
     assert len(saved["verdicts"]) == 3 and set(saved["verdicts"].values()) <= {"✔", "✘", "inconclusive"}
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3
@@ -210,3 +223,67 @@ def test_an_adapter_after_an_attention_block_trains(tiny_folder):
     velocity(world.unet, x, t, y).pow(2).mean().backward()
     grads = [p.grad for p in adapters.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_the_source_cache_gives_what_a_fresh_computation_gives_and_is_reused(tiny_folder, tmp_path):
+    world = load_world(tiny_folder)
+    judge = _BrightnessJudge()
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    fresh = unlearn.source_descriptors(world, judge, labels, 7, cache=False)
+    _BrightnessJudge.calls = 0
+    first = unlearn.source_descriptors(world, judge, labels, 7)
+    assert _BrightnessJudge.calls == 5
+    again = unlearn.source_descriptors(world, judge, labels, 7)
+    assert _BrightnessJudge.calls == 5  # read back, not recomputed
+    for key in ("found", "desc", "fid", "images"):
+        assert torch.allclose(first[key].double(), fresh[key].double(), atol=1e-6), key
+        assert torch.equal(first[key], again[key]), key
+    other_seed = unlearn.source_descriptors(world, judge, labels, 8)
+    assert _BrightnessJudge.calls == 10 and not torch.equal(other_seed["images"], first["images"])
+    entries = list((tmp_path / "cache" / "lfw-faces" / "source").glob("judged-*.safetensors"))
+    assert len(entries) == 2
+    for entry in entries:  # a damaged entry is recomputed, not an error
+        entry.write_bytes(b"\x00" * 10)
+    assert torch.equal(unlearn.source_descriptors(world, judge, labels, 7)["images"], first["images"])
+    # the pool's other people come from the cache too, and match an uncached pool
+    config = erase.EraseConfig(pool_forget=2, pool_retain=2)
+    cached_pool = erase.build_pool(world, 1, config, steps=3, guidance=1.5)
+    plain = erase.build_pool(world, 1, config, steps=3, guidance=1.5, cache=False)
+    assert torch.allclose(cached_pool.other_x, plain.other_x, atol=1e-6)
+    assert torch.equal(cached_pool.other_y, plain.other_y) and 1 not in plain.other_y.tolist()
+    assert sorted(set(plain.other_y.tolist())) == [0, 2] and len(plain.other_y) == 3 * 2 * 2
+
+
+def test_the_stop_check_reads_the_models_own_velocities(tiny_folder):
+    world = load_world(tiny_folder)
+    config = erase.EraseConfig(sites=SITES, hidden=8)
+    states = erase.build_check_states(world, 0, config, steps=4, guidance=1.5)
+    assert len(states.person_x) == erase.CHECK_TRAJECTORIES * 4 and 0 not in states.other_y.tolist()
+    source = erase.stop_scores(world.unet, 0, states)  # nothing forgotten yet, nothing drifted
+    assert source["forget_gap"] == pytest.approx(1.0, abs=1e-4) and source["kept_drift"] == pytest.approx(0.0)
+    assert not source["passed"]
+    # a model whose person row is the nobody row has forgotten them fully, and the others did not move
+    edited = load_world(tiny_folder).unet
+    with torch.no_grad():
+        edited.class_embedding.weight[0] = edited.class_embedding.weight[world.null_class]
+    done = erase.stop_scores(edited, 0, states)
+    assert done["forget_gap"] == pytest.approx(0.0, abs=1e-6) and done["kept_drift"] == pytest.approx(0.0)
+    assert done["passed"]
+    # …and a model that moved someone else fails the check
+    with torch.no_grad():
+        edited.class_embedding.weight[1] = edited.class_embedding.weight[world.null_class]
+    assert not erase.stop_scores(edited, 0, states)["passed"]
+
+
+def test_early_stop_ends_the_run_when_the_check_holds(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(erase, "STOP_FORGET_GAP", 10.0)  # any model passes: the stop comes at the 2nd check
+    monkeypatch.setattr(erase, "STOP_KEPT_DRIFT", 10.0)
+    config = erase.EraseConfig(method="legato", iterations=50, sites=SITES, hidden=8, pool_forget=2,
+                               batch_forget=4, batch_retain=4, early_stop=True, stop_every=2, stop_patience=2,
+                               stop_consolidate=1)
+    m = unlearn.run(tmp_path / "run", "A_a", config, generator=tiny_folder, n_forget=16, n_other=2,
+                    progress=False, judge=_BrightnessJudge())
+    assert m["stop"]["stopped_early"] and m["stop"]["step"] == 5
+    assert "2 checks in a row, then 1 steps more" in m["stop"]["reason"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "stop_check" in r] == [2, 4]

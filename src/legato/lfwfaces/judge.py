@@ -105,9 +105,12 @@ class DlibJudge:
         return self.model.describe_chips(chips).double()
 
     def judge(self, images: torch.Tensor) -> Judged:
+        return self.judge_descriptors(*self.descriptors(images))
+
+    def judge_descriptors(self, found: torch.Tensor, desc: torch.Tensor) -> Judged:
+        """`judge` from `descriptors`' output (what a cache of the source model's samples keeps)."""
         if self.centroids is None:
             raise InputError("the judge has no centroids: load the shipped reference or build one")
-        found, desc = self.descriptors(images)
         d = torch.cdist(desc.double(), self.centroids.double())
         dist, nearest = d.min(1)
         return Judged(found=found, nearest=nearest, distance=dist.float())

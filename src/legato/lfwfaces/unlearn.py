@@ -24,9 +24,19 @@ import torch
 
 from legato.errors import InputError
 from legato.files import atomic_directory
-from legato.lfwfaces.erase import EraseConfig, EraseObjective, Student, build_pool
+from legato.lfwfaces.erase import (
+    STOP_FORGET_GAP,
+    STOP_KEPT_DRIFT,
+    EraseConfig,
+    EraseObjective,
+    Student,
+    build_check_states,
+    build_pool,
+    stop_scores,
+)
 
-STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # `sweep`
+RUN_STRENGTHS = (0.0, 1.0)  # what a forgetting run judges of the dial (the whole dial is `sweep`)
 FORGOTTEN_RATE = 0.10  # MACE reports 0.004–0.043 for erased celebrities; with 0 of 48 the interval ends at 7.4%
 KEPT_DROP = 0.10
 FACE_RATE = 0.90
@@ -49,10 +59,32 @@ def _bootstrap_mean(values: torch.Tensor, seed: int, draws: int = 2000) -> tuple
     return float(means.quantile(0.025)), float(means.quantile(0.975))
 
 
+def source_descriptors(world, judge, labels: torch.Tensor, noise_seed: int, *, teacher=None, keep: int = 24,
+                       cache: bool = True, progress: bool = False) -> dict:
+    """dlib's view of the **source** model's samples for `labels` from `initial_noise(…, noise_seed)`:
+    `found`, `desc` (raw descriptors), `fid` (FID features) and the first `keep` images. They depend only on
+    the source weights, the labels and the noise, so `source_cache` keeps them: every forgetting run of the
+    same world then judges only its own samples."""
+    from legato.lfwfaces.source_cache import cached
+    from legato.lfwfaces.world import GUIDANCE, STEPS, initial_noise, sample
+
+    def compute() -> dict:
+        x = sample(world, labels, noise=initial_noise(len(labels), world.size, noise_seed),
+                   unet=teacher if teacher is not None else world.unet, progress=progress)
+        found, desc = judge.descriptors(x)
+        return {"found": found.to(torch.uint8), "desc": desc.float(), "fid": judge.fid_features(x).float(),
+                "images": x[:keep]}
+
+    got = cached(world, "judged", {"labels": labels.tolist(), "seed": noise_seed, "steps": STEPS,
+                                   "guidance": GUIDANCE, "keep": keep, "judge": judge.name}, compute, cache)
+    return {"found": got["found"].bool(), "desc": got["desc"], "fid": got["fid"].double(), "images": got["images"]}
+
+
 def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int = 2,
-             strengths=STRENGTHS, seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
+             strengths=RUN_STRENGTHS, seed: int = 0, cache: bool = True,
+             progress: bool = True) -> tuple[dict, dict]:
     """Judge the person's samples at every strength and the other people's at 0 and 1 (the same noise);
-    returns (metrics, images)."""
+    returns (metrics, images). Strength 0 is the source model: it comes from `source_descriptors`."""
     from legato.evaluation.fid import frechet_distance
     from legato.lfwfaces.judge import recognition_rates
     from legato.lfwfaces.world import initial_noise, sample
@@ -60,30 +92,39 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
     person, k = student.person, len(world.people)
     if n_forget < MIN_FORGET_SAMPLES:
         raise InputError(f"--n-forget must be at least {MIN_FORGET_SAMPLES} to decide a recognition rate")
+    strengths = sorted({0.0, 1.0, *(float(s) for s in strengths)})
     yf = torch.full((n_forget,), person, dtype=torch.long)
     nf = initial_noise(n_forget, world.size, seed + 201)
-    others = [p for p in range(k) if p != person]
-    yo = torch.tensor([p for p in others for _ in range(n_other)], dtype=torch.long)
-    no = initial_noise(len(yo), world.size, seed + 202)
+    # every person's n_other samples from one noise draw, so the source's are shared by all runs
+    y_all = torch.arange(k).repeat_interleave(n_other)
+    keep = y_all != person
+    yo = y_all[keep]
+    no = initial_noise(len(y_all), world.size, seed + 202)[keep]
+    src_f = source_descriptors(world, judge, yf, seed + 201, teacher=student.teacher, cache=cache,
+                               progress=progress)
+    src_o = source_descriptors(world, judge, y_all, seed + 202, teacher=student.teacher, keep=len(y_all),
+                               cache=cache, progress=progress)
     sweep, images = [], {}
     for s in strengths:
-        student.set_strength(s)
-        x = sample(world, yf, noise=nf, unet=student.unet, progress=progress)
-        j = judge.judge(x)
+        if s == 0.0:
+            j, x = judge.judge_descriptors(src_f["found"], src_f["desc"]), src_f["images"]
+        else:
+            student.set_strength(s)
+            x = sample(world, yf, noise=nf, unet=student.unet, progress=progress)
+            j = judge.judge(x)
         rec = int((j.recognised_as == person).sum())
         as_other = int(((j.recognised_as >= 0) & (j.recognised_as != person)).sum())
         sweep.append({"strength": s, "recognition": rec / n_forget, "recognition_ci": wilson(rec, n_forget),
                       "face_found": float(j.found.float().mean()), "recognised_as_other": as_other / n_forget,
                       "recognised_as": _counts(j.recognised_as, world.people)})
-        images[s] = x
-    out = {"sweep": sweep}
-    by_strength = {}
-    for s in (0.0, 1.0):
-        student.set_strength(s)
-        x = sample(world, yo, noise=no, unet=student.unet, progress=progress)
-        rates = recognition_rates(judge.judge(x), yo, k)
-        by_strength[s] = (x, rates, judge.fid_features(x))
+        images[s] = x[:12]
     student.set_strength(1.0)
+    x1 = sample(world, yo, noise=no, unet=student.unet, progress=progress)
+    before_j = judge.judge_descriptors(src_o["found"][keep], src_o["desc"][keep])
+    by_strength = {0.0: (src_o["images"][keep], recognition_rates(before_j, yo, k), src_o["fid"][keep]),
+                   1.0: (x1, recognition_rates(judge.judge(x1), yo, k), judge.fid_features(x1))}
+    out = {"sweep": sweep}
+    others = [p for p in range(k) if p != person]
     before, after = by_strength[0.0][1], by_strength[1.0][1]
     drops = torch.tensor([before["recognition"][p] - after["recognition"][p] for p in others])
     real = judge.real_features.double()
@@ -107,8 +148,9 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
         "n_other_per_person": n_other,
     })
     out["verdicts"] = verdicts(out)
-    grid = {"forgotten_sweep": [images[s][:12] for s in strengths],
-            "others_before_after": [by_strength[0.0][0][: 2 * 12 : 2], by_strength[1.0][0][: 2 * 12 : 2]]}
+    grid = {"forgotten_sweep": [images[s] for s in strengths],
+            "others_before_after": [by_strength[0.0][0][: 2 * 12 : n_other][:12],
+                                    by_strength[1.0][0][: 2 * 12 : n_other][:12]]}
     return out, grid
 
 
@@ -185,7 +227,8 @@ def _save_result(student: Student, directory: Path, metadata: dict) -> None:
 
 
 def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, generator: str | Path | None = None,
-        n_forget: int = 48, n_other: int = 2, overwrite: bool = False, progress: bool = True, judge=None) -> dict:
+        n_forget: int = 48, n_other: int = 2, strengths=RUN_STRENGTHS, overwrite: bool = False,
+        progress: bool = True, cache: bool = True, judge=None) -> dict:
     """Forget `identity` (a name of `legato lfw-faces people`) with `config`; write `out`; return metrics.
 
     `judge` defaults to dlib with the shipped reference (`DlibJudge.shipped()`); it must name the
@@ -210,21 +253,35 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
                          "`legato lfw-faces reference`")
     unet_params = sum(p.numel() for p in world.unet.parameters())
     with atomic_directory(out) as tmp:
-        pool = build_pool(world, person, config, STEPS, GUIDANCE)
-        torch.manual_seed(config.seed)  # the adapters' initial weights
-        student = Student(world, person, config)
         train_seconds, stop = 0.0, None
         if config.method != "embedding":
+            pool = build_pool(world, person, config, STEPS, GUIDANCE, cache=cache)
+            checks = build_check_states(world, person, config, STEPS, GUIDANCE)  # before anything attaches
+            torch.manual_seed(config.seed)  # the adapters' initial weights
+            student = Student(world, person, config)
             settings = loop.LoopSettings(iterations=config.iterations, lr=config.effective_lr, seed=config.seed,
                                          log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                                         log_first=True)
-            result = loop.run(EraseObjective(student, pool, config), settings, tmp, progress=progress)
+                                         eval_every=config.stop_every, early_stop=config.early_stop,
+                                         stop_every=config.stop_every, stop_patience=config.stop_patience,
+                                         stop_consolidate=config.stop_consolidate, log_first=True)
+            scores = lambda unet: stop_scores(unet, person, checks)  # noqa: E731
+            quick = (lambda unet: {k: v for k, v in scores(unet).items() if k != "passed"}) \
+                if not config.early_stop else None  # the gaps in the log either way
+            result = loop.run(EraseObjective(student, pool, config), settings, tmp, progress=progress,
+                              quick_scores=quick, stop_check=scores)
             train_seconds = result.seconds
+            stop = {"step": result.steps, "stopped_early": result.stopped_early,
+                    "reason": ("the person's velocity gap and the others' drift held within "
+                               f"{STOP_FORGET_GAP} / {STOP_KEPT_DRIFT} at {config.stop_patience} checks in a row"
+                               + (f", then {config.stop_consolidate} steps more" if config.stop_consolidate else "")
+                               if result.stopped_early else "the iteration count"),
+                    "last_check": result.stop_record} if config.early_stop else None
             (tmp / loop.CHECKPOINT).unlink(missing_ok=True)  # the run folder is written whole
         else:
+            student = Student(world, person, config)
             student.finish_training()
         metrics, grids = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, seed=config.seed,
-                                  progress=progress)
+                                  strengths=strengths, cache=cache, progress=progress)
         metrics.update({
             "generator": "lfw-faces", "method": config.method, "judge": "dlib (lfw-faces reference)",
             "loss_model": "the frozen UNet's own velocities (no recognizer)",
@@ -285,3 +342,64 @@ def load_result(run_folder: str | Path, generator: str | Path | None = None):
     with torch.no_grad():
         world.unet.class_embedding.weight[person] = row
     return world, world.unet, person
+
+
+def load_dial(run_folder: str | Path, generator: str | Path | None = None):
+    """(world, unet, person, set_strength): a run's result on the world's UNet with its dial, as the run had
+    it (adapter strength, LoRA scale, the weights' or the embedding row's interpolation from the source)."""
+    world, unet, person = load_result(run_folder, generator)
+    method = json.loads((Path(run_folder) / "metrics.json").read_text())["method"]
+    from legato.ode.adapter_set import checked_strength
+
+    if method in ("legato", "residual"):
+        from legato.ode import adapter_sets
+
+        sets = list(adapter_sets(unet).values())
+
+        def set_strength(s: float) -> None:
+            for a in sets:
+                a.strength = checked_strength(s)
+    elif method == "lora":
+        from peft.tuners.lora import LoraLayer
+
+        layers = [m for m in unet.modules() if isinstance(m, LoraLayer)]
+
+        def set_strength(s: float) -> None:
+            for layer in layers:
+                layer.set_scale("default", checked_strength(s))
+    else:  # finetune, embedding: interpolate from the source's tensors to the result's
+        from legato.lfwfaces.world import load_world
+
+        source = dict(load_world(generator).unet.named_parameters())
+        params = dict(unet.named_parameters())
+        tuned = {k: v.detach().clone() for k, v in params.items() if not torch.equal(v, source[k])}
+
+        @torch.no_grad()
+        def set_strength(s: float) -> None:
+            s = checked_strength(s)
+            for k, v in tuned.items():
+                params[k].copy_(source[k] + s * (v - source[k]))
+    return world, unet, person, set_strength
+
+
+@torch.no_grad()
+def sweep(run_folder: str | Path, strengths=STRENGTHS, *, n: int = 48, seed: int = 0, judge=None,
+          generator: str | Path | None = None, progress: bool = False) -> list[dict]:
+    """The person's recognition rate (dlib) at each strength of a finished run's dial, from the noise the run
+    judged its person with (`seed + 201`), so strength 0 and 1 repeat the run's own rows when `n` matches."""
+    from legato.lfwfaces.judge import DlibJudge
+    from legato.lfwfaces.world import initial_noise, sample
+
+    judge = judge or DlibJudge.shipped()
+    world, unet, person, set_strength = load_dial(run_folder, generator)
+    labels = torch.full((n,), person, dtype=torch.long)
+    noise = initial_noise(n, world.size, seed + 201)
+    rows = []
+    for s in strengths:
+        set_strength(float(s))
+        j = judge.judge(sample(world, labels, noise=noise, unet=unet, progress=progress))
+        rec = int((j.recognised_as == person).sum())
+        rows.append({"strength": float(s), "recognition": rec / n, "recognition_ci": wilson(rec, n),
+                     "face_found": float(j.found.float().mean())})
+    set_strength(1.0)
+    return rows

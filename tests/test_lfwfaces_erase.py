@@ -287,3 +287,27 @@ def test_early_stop_ends_the_run_when_the_check_holds(tiny_folder, tmp_path, mon
     assert "2 checks in a row, then 1 steps more" in m["stop"]["reason"]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "stop_check" in r] == [2, 4]
+
+
+@pytest.mark.parametrize("method", ["legato", "lora", "finetune", "embedding"])
+def test_a_finished_runs_dial_goes_from_the_source_to_the_result(tiny_folder, tmp_path, method):
+    config = erase.EraseConfig(method=method, iterations=0 if method == "embedding" else 2, sites=SITES, hidden=8,
+                               pool_forget=2, batch_forget=4, batch_retain=4, lr=1e-2)
+    out = tmp_path / "run"
+    unlearn.run(out, "B_b", config, generator=tiny_folder, n_forget=16, n_other=1, progress=False,
+                judge=_BrightnessJudge())
+    x, t, y = _inputs()
+    with torch.no_grad():
+        source = velocity(load_world(tiny_folder).unet, x, t, y)
+        _, unet, person, set_strength = unlearn.load_dial(out, tiny_folder)
+        full = velocity(unet, x, t, y)
+        set_strength(0.0)
+        assert person == 1 and torch.allclose(velocity(unet, x, t, y), source, atol=1e-6)
+        set_strength(0.5)
+        half = velocity(unet, x, t, y)
+        set_strength(1.0)
+        assert torch.allclose(velocity(unet, x, t, y), full, atol=1e-6)
+    assert not torch.allclose(full[1], source[1], atol=1e-5)
+    assert not torch.allclose(half[1], full[1], atol=1e-6) and not torch.allclose(half[1], source[1], atol=1e-6)
+    rows = unlearn.sweep(out, (0.0, 1.0), n=4, judge=_BrightnessJudge(), generator=tiny_folder)
+    assert [r["strength"] for r in rows] == [0.0, 1.0] and all(0 <= r["recognition"] <= 1 for r in rows)

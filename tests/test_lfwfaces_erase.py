@@ -311,3 +311,22 @@ def test_a_finished_runs_dial_goes_from_the_source_to_the_result(tiny_folder, tm
     assert not torch.allclose(half[1], full[1], atol=1e-6) and not torch.allclose(half[1], source[1], atol=1e-6)
     rows = unlearn.sweep(out, (0.0, 1.0), n=4, judge=_BrightnessJudge(), generator=tiny_folder)
     assert [r["strength"] for r in rows] == [0.0, 1.0] and all(0 <= r["recognition"] <= 1 for r in rows)
+
+
+def test_a_finished_run_is_evaluated_again_at_any_strength(tiny_folder, tmp_path):
+    config = erase.EraseConfig(method="legato", iterations=2, sites=SITES, hidden=8, pool_forget=2, batch_forget=4,
+                               batch_retain=4, lr=5e-2)
+    out = tmp_path / "run"
+    first = unlearn.run(out, "A_a", config, generator=tiny_folder, n_forget=16, n_other=4, progress=False,
+                        judge=_BrightnessJudge())
+    assert unlearn.run_folder_of(out) == out and unlearn.run_folder_of(out / "adapter") == out
+    assert unlearn.run_folder_of(tmp_path) is None
+    again = unlearn.evaluate_run(out, n_forget=16, n_other=4, judge=_BrightnessJudge(), generator=tiny_folder,
+                                 progress=False)
+    for key in ("recognition_after", "others_recognition_after", "fid_dlib_others_after"):
+        assert again[key] == pytest.approx(first[key], abs=1e-6), key
+    at_zero = unlearn.evaluate_run(out, strength=0.0, n_forget=16, n_other=4, judge=_BrightnessJudge(),
+                                   generator=tiny_folder, progress=False)
+    assert at_zero["recognition_after"] == at_zero["recognition_before"]
+    assert at_zero["fid_dlib_others_after"] == pytest.approx(at_zero["fid_dlib_others_before"], abs=1e-6)
+    assert at_zero["fid_dlib_others_after"] != pytest.approx(first["fid_dlib_others_after"], abs=1e-9)

@@ -131,10 +131,25 @@ def register(app: typer.Typer) -> None:
         """Measure id_target, id_others, id_preservation, fid_pre and delta_fid_real of a run."""
         import torch
 
+        from legato.errors import InputError
         from legato.evaluation.metrics import evaluate
         from legato.files import atomic_write_json
         from legato.identity.cropped import load_judge_crop
+        from legato.lfwfaces.unlearn import run_folder_of
 
+        if (run := run_folder_of(adapter)) is not None:  # lfw-faces: dlib judges, at the given strength
+            from legato.lfwfaces.unlearn import evaluate_run
+
+            if strength is not None and not 0.0 <= strength <= 1.0:
+                raise InputError(f"--strength must lie in [0, 1] (got {strength})")
+            metrics = evaluate_run(run, strength=1.0 if strength is None else strength, seed=seed)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out, metrics)
+            typer.echo(json.dumps({k: metrics[k] for k in ("recognition_before", "recognition_after",
+                                                           "others_recognition_before",
+                                                           "others_recognition_after")}))
+            typer.echo(json.dumps(metrics["verdicts"], ensure_ascii=False))
+            return
         torch.manual_seed(seed)
         detector = load_judge_crop(judge_crop)  # a bad --judge-crop fails before the generator loads
         pair = load_pair(generator, adapter, strength)

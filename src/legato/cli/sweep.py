@@ -31,6 +31,29 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
+def _sweep_lfw(run: Path, out: Path, values: list[float], seed: int, n: int = 48) -> None:
+    """An lfw-faces run: dlib's recognition of the person at each strength, a plot and a row of faces each."""
+    import torch
+
+    from legato.evaluation.images import save_grid
+    from legato.files import atomic_write_json
+    from legato.lfwfaces.unlearn import _dial_plot, sweep
+
+    images: list = []
+    rows = sweep(run, values, n=n, seed=seed, progress=True, images=images)
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(values, [r["recognition"] for r in rows]).statistic) if len(values) > 2 else None
+    result = {"generator": "lfw-faces", "run": str(run), "judge": "dlib (lfw-faces reference)", "points": rows,
+              "spearman": None if rho != rho else rho}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", result)
+    (out / "sweep.png").write_bytes(_dial_plot(rows, f"forgetting dial ({run.name})"))
+    save_grid(torch.cat(images), out / "fade_strip.png", nrow=images[0].shape[0])
+    typer.echo(f"wrote {out}/sweep.json, sweep.png, fade_strip.png; recognised {rows[0]['recognition']:.0%} → "
+               f"{rows[-1]['recognition']:.0%}, Spearman ρ = {'—' if result['spearman'] is None else f'{rho:.3f}'}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sweep")
     def sweep_cmd(
@@ -54,6 +77,11 @@ def register(app: typer.Typer) -> None:
         from legato.files import atomic_write_json
 
         values = parse_strengths(strengths)
+        from legato.lfwfaces.unlearn import run_folder_of
+
+        if (run := run_folder_of(adapter)) is not None:
+            _sweep_lfw(run, out, values, seed)
+            return
         torch.manual_seed(seed)
         pair = load_pair(generator, adapter)
         if pair.dial is None:

@@ -34,7 +34,7 @@ REFERENCE_N_FID = 5000  # the papers' FID sample size (LEGATO/GUIDE evaluate_fid
 
 
 def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, iterations: int, lr, hidden,
-                 lambda_trajectory, seed: int, overwrite: bool) -> None:
+                 lambda_trajectory, seed: int, overwrite: bool, early_stop: bool | None = None) -> None:
     """lfw-faces: forget a named person of the class-conditional flow (docs/lfw-faces.md)."""
     from legato.errors import InputError
     from legato.lfwfaces.erase import EraseConfig
@@ -43,12 +43,14 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
     if identity is None:
         raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell)")
     options = {"method": method, "seed": seed, "lr": lr}
-    if iterations != 1000:  # 1,000 is the option's default: the backend's own (200) applies
+    if iterations != 1000:  # 1,000 is the option's default: the backend's own (100) applies
         options["iterations"] = iterations
     if hidden is not None:
         options["hidden"] = hidden
     if lambda_trajectory is not None:
         options["lambda_trajectory"] = lambda_trajectory
+    if early_stop is not None:  # the velocity-gap check (off by default on lfw-faces: docs/lfw-faces.md)
+        options["early_stop"] = early_stop
     config = EraseConfig(**options).validate()
     metrics = run(out, identity, config, generator=None if generator == "lfw-faces" else generator,
                   overwrite=overwrite)
@@ -192,7 +194,7 @@ def register(app: typer.Typer) -> None:
 
         if generator == "lfw-faces" or (Path(generator) / "legato_world.json").is_file():
             _unlearn_lfw(generator, identity, out, method, iterations, lr, hidden, lambda_trajectory, seed,
-                         overwrite)
+                         overwrite, early_stop)
             return
         if generator == "digits-flow":
             if forget_class is None:

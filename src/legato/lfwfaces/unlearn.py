@@ -384,7 +384,7 @@ def load_dial(run_folder: str | Path, generator: str | Path | None = None):
 
 @torch.no_grad()
 def sweep(run_folder: str | Path, strengths=STRENGTHS, *, n: int = 48, seed: int = 0, judge=None,
-          generator: str | Path | None = None, progress: bool = False) -> list[dict]:
+          generator: str | Path | None = None, progress: bool = False, images: list | None = None) -> list[dict]:
     """The person's recognition rate (dlib) at each strength of a finished run's dial, from the noise the run
     judged its person with (`seed + 201`), so strength 0 and 1 repeat the run's own rows when `n` matches."""
     from legato.lfwfaces.judge import DlibJudge
@@ -397,9 +397,46 @@ def sweep(run_folder: str | Path, strengths=STRENGTHS, *, n: int = 48, seed: int
     rows = []
     for s in strengths:
         set_strength(float(s))
-        j = judge.judge(sample(world, labels, noise=noise, unet=unet, progress=progress))
+        x = sample(world, labels, noise=noise, unet=unet, progress=progress)
+        if images is not None:  # the first 12 samples at each strength, for a picture
+            images.append(x[:12])
+        j = judge.judge(x)
         rec = int((j.recognised_as == person).sum())
         rows.append({"strength": float(s), "recognition": rec / n, "recognition_ci": wilson(rec, n),
                      "face_found": float(j.found.float().mean())})
     set_strength(1.0)
     return rows
+
+
+def run_folder_of(path: str | Path) -> Path | None:
+    """The lfw-faces run folder that `path` (a run folder or its `adapter/`) belongs to, else None."""
+    path = Path(path)
+    for folder in (path, path.parent):
+        try:
+            if json.loads((folder / "metrics.json").read_text()).get("generator") == "lfw-faces":
+                return folder
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def evaluate_run(run_folder: str | Path, *, strength: float = 1.0, n_forget: int = 48, n_other: int = 1,
+                 seed: int = 0, judge=None, generator: str | Path | None = None, progress: bool = True) -> dict:
+    """`evaluate` a finished run again (other sample sizes, another strength): the run's dial at `strength`
+    stands for "after"."""
+    from types import SimpleNamespace
+
+    from legato.lfwfaces.judge import DlibJudge
+    from legato.lfwfaces.world import load_world
+
+    judge = judge or DlibJudge.shipped()
+    world, unet, person, set_strength = load_dial(run_folder, generator)
+    if judge.people != world.people:
+        raise InputError("the judge's reference names other people than this generator")
+    student = SimpleNamespace(person=person, unet=unet, teacher=load_world(generator).unet,
+                              set_strength=lambda s: set_strength(s * strength))
+    metrics, _ = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, strengths=(0.0, 1.0),
+                          seed=seed, progress=progress)
+    method = json.loads((Path(run_folder) / "metrics.json").read_text())["method"]
+    return {**metrics, "strength": strength, "generator": "lfw-faces", "method": method,
+            "run": str(run_folder), "judge": "dlib (lfw-faces reference)"}

@@ -85,9 +85,32 @@ def test_interrupted_run_resumes_to_the_same_adapter(tmp_path, monkeypatch, fiel
 
 
 def test_nan_loss_stops_with_a_clear_error_and_no_run_folder(tmp_path):
-    with pytest.raises(TrainingError, match="NaN|nan|inf"):
+    # before the first checkpoint there is nothing to resume: no folder stays, and the hint says so
+    with pytest.raises(TrainingError, match="nothing was saved") as failed:
         unlearn("toy", "seed:5", tmp_path / "nan", config(lr=1e30, iterations=50), **FAST)
-    assert not (tmp_path / "nan").exists()
+    assert "--resume" not in str(failed.value) and "nan" in str(failed.value).lower()
+    assert not (tmp_path / "nan").exists() and not (tmp_path / "nan.partial").exists()
+
+
+def test_a_failure_after_a_checkpoint_keeps_it_and_the_resume_hint_works(tmp_path, monkeypatch):
+    real_local_terms = trainer_module._local_terms
+    calls = {"n": 0}
+
+    def failing_late(*args, **kwargs):
+        calls["n"] += 1
+        terms = real_local_terms(*args, **kwargs)
+        if calls["n"] == 2 * 7 + 1:  # two calls a step: inside step 8, after the step-5 checkpoint
+            terms = terms * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer_module, "_local_terms", failing_late)
+    cfg = config(iterations=10, checkpoint_every=5)
+    with pytest.raises(TrainingError, match="rerun with --resume"):
+        unlearn("toy", "seed:5", tmp_path / "late", cfg, **FAST)
+    assert (tmp_path / "late.partial" / "checkpoint.pt").is_file() and not (tmp_path / "late").exists()
+    monkeypatch.setattr(trainer_module, "_local_terms", real_local_terms)
+    unlearn("toy", "seed:5", tmp_path / "late", cfg, resume=True, **FAST)  # the hint's command works
+    assert (tmp_path / "late" / "metrics.json").is_file() and not (tmp_path / "late.partial").exists()
 
 
 def test_bad_inputs_are_refused(tmp_path):

@@ -144,6 +144,26 @@ class UnlearnConfig:
             raise InputError(f"--targets-per-step must be at least 1 (got {self.targets_per_step})")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise InputError(f"--micro-batch must be at least 1 (got {self.micro_batch})")
+        import math
+        from dataclasses import fields
+
+        for f in fields(self):  # a NaN or infinite setting would only show up as a NaN loss much later
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"--{f.name.replace('_', '-')} must be a finite number (got {value})")
+        for f in fields(self.weights):
+            value = getattr(self.weights, f.name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"--lambda-{f.name.rstrip('_').replace('_', '-')} must be a finite number ≥ 0 "
+                                 f"(got {value})")
+        if not (self.t_end > 0 and self.step_size > 0):
+            raise InputError(f"--t-end and --step-size must be positive (got {self.t_end}, {self.step_size})")
+        for name in ("log_every", "eval_every", "checkpoint_every", "hidden"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        for name in ("n_adjacent", "n_global"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must not be negative (got {getattr(self, name)})")
         if self.stop_consolidate < 0:
             raise InputError(f"--stop-consolidate must be at least 0 (got {self.stop_consolidate})")
         if self.stop_every < 1 or self.stop_patience < 1:

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from legato import __version__
-from legato.errors import InputError
+from legato.errors import InputError, TrainingError
 from legato.files import atomic_write_json
 from legato.inversion.sources import IdentitySource, resolve_identity
 from legato.unlearning.config import UnlearnConfig, parse_distance
@@ -29,6 +29,17 @@ from legato.unlearning.targets import typical_distance, ufo_target
 from legato.unlearning.trainer import CHECKPOINT, LOG, train
 
 TARGET_FILE = "target_ws.safetensors"
+
+
+def _training_failure_hint(message: str, work: Path, config: UnlearnConfig) -> str:
+    """A failed training's message with the next step that works: `--resume` only where a checkpoint exists
+    (else the half-made folder goes, since there is nothing to continue from)."""
+    if (work / CHECKPOINT).is_file():
+        return (f"{message}; lower --lr (now {config.lr}) and rerun with --resume to continue from the last "
+                f"checkpoint in {work}")
+    shutil.rmtree(work, ignore_errors=True)
+    return (f"{message}; nothing was saved (no checkpoint yet): lower --lr (now {config.lr}) or the loss "
+            "weights and rerun")
 
 
 def work_dir_for(out: Path) -> Path:
@@ -89,6 +100,8 @@ def unlearn(
         raise InputError(f"{out} already exists; pick another --out or pass --overwrite")
     if resume and not (work / CHECKPOINT).is_file():
         raise InputError(f"nothing to resume: {work / CHECKPOINT} does not exist")
+    if n_random < 0 or n_fid < 0:
+        raise InputError(f"--n-random and --n-fid must not be negative (got {n_random}, {n_fid})")
     if config is not None:
         config.validate()  # before any loading: a bad option fails at once
     from legato.identity.cropped import load_judge_crop, with_judge_crop
@@ -198,13 +211,16 @@ def unlearn(
     if not resume:
         for stale in (work / CHECKPOINT, work / LOG):
             stale.unlink(missing_ok=True)
-    result = train(source, trainable, ws_u, ws_t, config, identity_model=loss_identity_model,
-                   threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
-                   alpha_max=alpha_max, work=work, resume=resume, progress=progress,
-                   quick_scores=quick if identity_model is not None else None,
-                   # one person: checked after every step until forgotten; several: at the quick scores
-                   forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None,
-                   dial_ws=None if dial is None else dial["ws"], stop_check=stop_check)
+    try:
+        result = train(source, trainable, ws_u, ws_t, config, identity_model=loss_identity_model,
+                       threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
+                       alpha_max=alpha_max, work=work, resume=resume, progress=progress,
+                       quick_scores=quick if identity_model is not None else None,
+                       # one person: checked after every step until forgotten; several: at the quick scores
+                       forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None,
+                       dial_ws=None if dial is None else dial["ws"], stop_check=stop_check)
+    except TrainingError as e:
+        raise TrainingError(_training_failure_hint(str(e), work, config)) from e
 
     unlearned = freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,

@@ -328,10 +328,7 @@ class ImageObjective:
             for key, value in terms.items():
                 losses[key] += value.item()
             if not math.isfinite(losses["total"]):
-                raise TrainingError(
-                    f"the loss became {losses['total']} at step {step}; lower --lr (now {config.lr}) and rerun "
-                    f"with --resume to continue from the last checkpoint"
-                )
+                raise TrainingError(f"the loss became {losses['total']} at step {step}")
             terms["total"].backward()
         if dial_ws is not None and drawn.dial is not None:
             dial = w.local * _dial_term(source, trainable, ws_u, dial_ws, drawn, cams, w, perceptual,
@@ -339,7 +336,6 @@ class ImageObjective:
             losses["dial"] = dial.item()
             losses["total"] += losses["dial"]
             if not math.isfinite(losses["total"]):
-                raise TrainingError(f"the loss became {losses['total']} at step {step} (the dial's term); "
-                                    f"lower --lr (now {config.lr}) and rerun with --resume")
+                raise TrainingError(f"the loss became {losses['total']} at step {step} (the dial's term)")
             dial.backward()
         return losses

@@ -144,7 +144,7 @@ def table(out: Path) -> str:
             f"| {_cell([m['wall_seconds'] for m in ms], scale=1)} | {_cell([m['recognition_after'] for m in ms])} "
             f"| {forgotten}/{len(ms)} | {_cell([m['face_found_after'] for m in ms])} | "
             f"{_cell(kept, '{:.2f}', 1)} | {_cell(dfid, '{:.3f}', 1)} | {_cell(rho, '{:.2f}', 1)} | "
-            f"{_cell(attack)} |")
+            f"{_cell(attack)}{'' if len(attack) == len(rs) else f' (of {len(attack)})'} |")
     return "\n".join(lines)
 
 

@@ -73,7 +73,7 @@ def test_sampling_is_seeded_and_solver_checked():
     a, b = sample(model, labels, seed=3, config=cfg), sample(model, labels, seed=3, config=cfg)
     c = sample(model, labels, seed=4, config=cfg)
     assert a.shape == (4, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
-    assert a.min() >= -1 and a.max() <= 1
+    assert a.std() > 0.05  # not a constant image (the range is clamped by sample itself)
     with pytest.raises(InputError):
         sample(model, labels, config=SamplerConfig(method="leapfrog"))
 

@@ -69,6 +69,12 @@ def test_alignment_is_differentiable_and_fixed_for_a_size():
     img = torch.rand(1, 3, 256, 256, requires_grad=True)
     align_ffhq(img).sum().backward()
     assert img.grad.abs().sum() > 0
-    assert np.allclose(ffhq_to_template(256), ffhq_to_template(256))
+    # the fixed transform takes the FFHQ frame's five points (at this size) onto the template's
+    from legato.identity.align import ARCFACE_TEMPLATE_112, FFHQ_POINTS
+
+    m = ffhq_to_template(256)
+    mapped = FFHQ_POINTS * 256 @ m[:, :2].T + m[:, 2]
+    assert np.abs(mapped - ARCFACE_TEMPLATE_112).max() < 3.0  # a similarity fit of five points, pixels
+    assert np.allclose(ffhq_to_template(512)[:, :2] * 2, ffhq_to_template(256)[:, :2])  # twice the size: half the scale
     with pytest.raises(ValueError, match="square"):
         align_ffhq(torch.rand(1, 3, 64, 32))

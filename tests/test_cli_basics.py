@@ -1,5 +1,6 @@
 """The command line answers --help/--version and turns user mistakes into one line + exit 2."""
 
+import shutil
 import subprocess
 import sys
 
@@ -124,3 +125,28 @@ def test_inspect_of_a_folder_is_one_line_that_names_the_adapter_command(tmp_path
     r = run("inspect", str(tmp_path / "bundle"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "is a folder" in r.stderr and "legato adapter info" in r.stderr
+
+
+def test_adapter_info_names_a_truncated_or_nan_bundle_in_one_line(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from legato.generators import load
+    from legato.ode import attach, save_bundle
+
+    gen = load("toy")
+    save_bundle(attach(gen, gen.adapter_sites(), hidden=8), tmp_path / "good")
+    assert run("adapter", "info", str(tmp_path / "good")).returncode == 0
+    for name in ("short", "nan"):
+        shutil.copytree(tmp_path / "good", tmp_path / name)
+    weights = "adapter_model.safetensors"
+    data = (tmp_path / "short" / weights).read_bytes()
+    (tmp_path / "short" / weights).write_bytes(data[: len(data) // 2])
+    tensors = load_file(str(tmp_path / "nan" / weights))
+    first = sorted(tensors)[0]
+    tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, str(tmp_path / "nan" / weights))
+    for name, message in (("short", "cannot read"), ("nan", "NaN or inf")):
+        r = run("adapter", "info", str(tmp_path / name))
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr

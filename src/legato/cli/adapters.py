@@ -16,14 +16,24 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the config as JSON."),
     ) -> None:
         """Print an adapter bundle's sites, settings, fingerprint and metadata."""
-        from safetensors import safe_open
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
+        from legato.errors import CheckpointError
         from legato.ode.bundle import WEIGHTS_NAME, read_config
 
         config = read_config(directory)
         fixed_names = _fixed_tensor_names(config)
-        with safe_open(f"{directory}/{WEIGHTS_NAME}", "pt") as f:
-            sizes = {k: _prod(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        try:  # bundles are small: read every tensor, so a truncated or NaN one is named here, not at load
+            tensors = load_file(f"{directory}/{WEIGHTS_NAME}")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read {directory}/{WEIGHTS_NAME}: {e}") from e
+        bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:
+            raise CheckpointError(f"adapter bundle {directory}: {len(bad)} tensor(s) hold NaN or inf "
+                                  f"(first: {bad[0]!r})")
+        sizes = {k: t.numel() for k, t in tensors.items()}
         # trained values, and those fixed before training (the keyed gate's keys and maps, the standardisation)
         fixed = sum(n for k, n in sizes.items() if k.split("::", 1)[-1] in fixed_names)
         params = sum(sizes.values()) - fixed
@@ -58,9 +68,3 @@ def _fixed_tensor_names(config: dict) -> set[str]:
     adapter = ODEAdapter(int(channels), **settings)
     return {name for name, _ in adapter.named_buffers()}
 
-
-def _prod(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n

@@ -150,3 +150,12 @@ def test_adapter_info_names_a_truncated_or_nan_bundle_in_one_line(tmp_path):
         r = run("adapter", "info", str(tmp_path / name))
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+
+
+def test_generate_lists_only_user_facing_generators_and_points_class_worlds_to_their_sampler(tmp_path):
+    r = run("generate", "--help")
+    assert r.returncode == 0 and "toy" not in r.stdout and "synthfaces" in r.stdout
+    for generator, command in (("digits-flow", "legato flow sample"), ("lfw-faces", "legato lfw-faces sample")):
+        r = run("generate", "--generator", generator, "--out", str(tmp_path / "g.png"))
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and command in r.stderr
+    assert not (tmp_path / "g.png").exists()

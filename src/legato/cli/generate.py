@@ -40,7 +40,9 @@ def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="PNG grid to write (rows: seeds, columns: views)."),
-        generator: str = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl"),
+        generator: str = typer.Option("synthfaces", "--generator", "-g",
+                                      help="synthfaces | an NVlabs .pkl (StyleGAN2, EG3D); the class-conditional "
+                                           "worlds sample with `legato flow sample` / `legato lfw-faces sample`"),
         adapter: Path = typer.Option(None, "--adapter", "-a", help="Adapter folder to apply (OUT/adapter)."),
         strength: float = typer.Option(None, help="Adapter strength in [0, 1]; default: the bundle's own."),
         seeds: str = typer.Option("0-15", help="z seeds, e.g. 0-15 or 0,3,5-8."),
@@ -57,6 +59,11 @@ def register(app: typer.Typer) -> None:
         from legato.errors import InputError
         from legato.evaluation.images import save_grid
 
+        conditional = {"digits-flow": "legato flow sample --out grid.png [--adapter RUN/adapter]",
+                       "lfw-faces": "legato lfw-faces sample NAME … --out grid.png"}
+        if generator in conditional or (Path(generator) / "legato_world.json").is_file():
+            command = conditional.get(generator, conditional["lfw-faces"] + " --generator " + generator)
+            raise InputError(f"{generator} is class-conditional (a grid per class, not per z seed): `{command}`")
         seed_list = parse_seeds(seeds)
         if views < 1:
             raise InputError("--views must be ≥ 1")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import typer
 
 ADAPTER = typer.Option(..., "--adapter", "-a", help="Adapter folder of a run (OUT/adapter).")
-GENERATOR = typer.Option("synthfaces", "--generator", "-g", help="synthfaces | toy | path to a .pkl")
+GENERATOR = typer.Option("synthfaces", "--generator", "-g",
+                         help="synthfaces | lfw-faces | digits-flow | an NVlabs .pkl | an lfw-faces folder")
 IDENTITY = typer.Option(None, "--identity", "-i", help="seed:N | PHOTO | FOLDER | latent:FILE | person:N; default: "
                         "the identity stored with the run.")
 TARGET_INDEX = typer.Option(0, "--target-index", help="Which photo of a folder was forgotten; the others are held "

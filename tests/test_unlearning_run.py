@@ -239,3 +239,13 @@ def test_the_run_report_carries_the_strength_dial(tmp_path):
     assert frames[:2] == ["other_00.png", "other_01.png"] and len(frames) == 22  # 11 strengths × 2 people
     page = (out / "report.html").read_text()
     assert 'id="dial-data"' in page and 'type="range"' in page
+
+
+def test_a_run_without_an_identity_model_warns_which_option_computes_the_metrics(tmp_path, monkeypatch, capsys):
+    from legato.generators.toy import ToyGenerator
+
+    monkeypatch.setattr(ToyGenerator, "identity_model", lambda self: None)
+    metrics = unlearn("toy", "seed:5", tmp_path / "blind", config(iterations=2), **FAST)
+    err = capsys.readouterr().err
+    assert "warning: no identity model" in err and "--identity-model" in err
+    assert metrics["id_target"] is None

@@ -154,6 +154,11 @@ def unlearn(
         identity_model = with_judge_crop(identity_model, judge_detector).to(device)
     # a non-differentiable model (dlib) judges the result but cannot drive the identity loss
     loss_identity_model = loss_model if getattr(loss_model, "differentiable", True) else None
+    if identity_model is None:  # the run goes on (the losses need no recognizer), but says what is lost
+        import sys
+
+        print("warning: no identity model: id_target, id_others, id_preservation and the FID features cannot be "
+              "computed; pass --identity-model arcface:PATH (or curricularface:PATH, dlib)", file=sys.stderr)
     if config.identity_crop == "reference" and loss_identity_model is not None and config.weights.identity:
         check_reference_crop(loss_identity_model)
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(

@@ -159,3 +159,15 @@ def test_generate_lists_only_user_facing_generators_and_points_class_worlds_to_t
         r = run("generate", "--generator", generator, "--out", str(tmp_path / "g.png"))
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and command in r.stderr
     assert not (tmp_path / "g.png").exists()
+
+
+def test_unlearn_help_comes_in_panels_that_fit_100_columns():
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "legato.cli.main", "unlearn", "--help"], capture_output=True,
+                       text=True, env={**os.environ, "COLUMNS": "100", "TERM": "dumb"})
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and max(len(line) for line in lines) <= 100
+    for panel in ("Input", "Method", "Loss weights", "Adapters", "Evaluation", "Compute", "Output"):
+        assert any(f"─ {panel} " in line for line in lines), panel
+    assert "(required)" in r.stdout and len(lines) < 200

@@ -17,8 +17,8 @@ TARGET_INDEX = typer.Option(0, "--target-index", help="Which photo of a folder w
                             "out.")
 IDENTITY_MODEL = typer.Option(None, "--identity-model", help="dlib | arcface:PATH | curricularface:PATH | "
                               "synthfaces; default: the generator's own.")
-JUDGE_CROP = typer.Option(None, "--judge-crop", help="How the judge finds the face in generated images: fixed (its "
-                          "own fixed crop; the default) | mtcnn:DIR (MTCNN landmarks warped to the ArcFace template, "
-                          "the papers' ID protocol; DIR holds pnet.npy, rnet.npy, onet.npy; needs an arcface:PATH or "
-                          "curricularface:PATH judge).")
+JUDGE_CROP_HELP = ("How the judge finds the face in generated images: fixed (its own fixed crop; the default) | "
+                   "mtcnn:DIR (MTCNN landmarks warped to the ArcFace template, the papers' ID protocol; DIR holds "
+                   "pnet.npy, rnet.npy, onet.npy; needs an arcface:PATH or curricularface:PATH judge).")
+JUDGE_CROP = typer.Option(None, "--judge-crop", help=JUDGE_CROP_HELP)
 SEED = typer.Option(0, "--seed", help="Random seed.")

@@ -64,14 +64,40 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
     typer.echo(f"run folder: {out} (metrics.json, forgotten_sweep.png, dial.png)")
 
 
+# `legato unlearn --help` in panels, so that sixty options read as seven short lists
+UNLEARN_PANELS = {
+    "Input": "identity generator target_index forget_class extend",
+    "Method": "method iterations lr preset target distance alpha refine_steps trajectory reduction training_camera "
+              "identity_crop perceptual lora_rank salun_keep targets_per_step early_stop stop_every stop_consolidate",
+    "Loss weights": "lambda_feature lambda_perceptual lambda_identity lambda_global lambda_trajectory lambda_gate",
+    "Adapters": "hidden field gate_hidden gate_space gate_floor gate_positives t_end step_size solver dial "
+                "dial_crossing",
+    "Evaluation": "identity_model judge_model judge_crop n_random n_fid inception real_images eval_every",
+    "Compute": "device rendering_resolution ray_chunk gradient_checkpointing micro_batch seed",
+    "Output": "out resume overwrite",
+}
+
+
+def _set_panels(command, panels: dict[str, str]) -> None:
+    """Put each option of `command` into its help panel (every option must have one)."""
+    import inspect
+
+    where = {name: panel for panel, names in panels.items() for name in names.split()}
+    for name, parameter in inspect.signature(command).parameters.items():
+        if name not in where:
+            raise RuntimeError(f"option {name!r} of {command.__name__} has no help panel")
+        parameter.default.rich_help_panel = where[name]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn_cmd(
         identity: str = typer.Option(None, "--identity", "-i",
-                                     help="seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | ood-person:N | "
+                                     help="(required) seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | "
+                                          "ood-person:N | "
                                           "@FILE (several people: one of those per line, forgotten by one set; add "
                                           "--field gated for more than a few)"),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (required)."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
                                       help="synthfaces | digits-flow | lfw-faces | path to an NVlabs .pkl or an "
                                            "lfw-faces folder"),
@@ -87,7 +113,7 @@ def register(app: typer.Typer) -> None:
                                              "FID features); default: the backend's independent judge (SynthFaces: "
                                              "synthfaces-judge), else the loss's --identity-model, which the report "
                                              "then marks self-judged; the papers: CurricularFace."),
-        judge_crop: str = run_options.JUDGE_CROP,
+        judge_crop: str = typer.Option(None, "--judge-crop", help=run_options.JUDGE_CROP_HELP),
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
                                  "method, else the reference's 1e-4."),
         target: str = typer.Option(None, help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average | "
@@ -248,6 +274,8 @@ def register(app: typer.Typer) -> None:
                           identity_model=identity_model, judge_model=judge_model, judge_crop=judge_crop,
                           fid_features=inception, real_images=real_images, extend=extend)
         _print_table(metrics, out)
+
+    _set_panels(unlearn_cmd, UNLEARN_PANELS)
 
     @app.command("demo")
     def demo_cmd(

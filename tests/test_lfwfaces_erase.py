@@ -321,7 +321,7 @@ def test_a_finished_run_is_evaluated_again_at_any_strength(tiny_folder, tmp_path
                         judge=_BrightnessJudge())
     assert unlearn.run_folder_of(out) == out and unlearn.run_folder_of(out / "adapter") == out
     assert unlearn.run_folder_of(tmp_path) is None
-    again = unlearn.evaluate_run(out, n_forget=16, n_other=4, judge=_BrightnessJudge(), generator=tiny_folder,
+    again = unlearn.evaluate_run(out, judge=_BrightnessJudge(), generator=tiny_folder,  # the run's own sizes
                                  progress=False)
     for key in ("recognition_after", "others_recognition_after", "fid_dlib_others_after"):
         assert again[key] == pytest.approx(first[key], abs=1e-6), key

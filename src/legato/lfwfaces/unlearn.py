@@ -420,16 +420,20 @@ def run_folder_of(path: str | Path) -> Path | None:
     return None
 
 
-def evaluate_run(run_folder: str | Path, *, strength: float = 1.0, n_forget: int = 48, n_other: int = 1,
-                 seed: int = 0, judge=None, generator: str | Path | None = None, progress: bool = True) -> dict:
+def evaluate_run(run_folder: str | Path, *, strength: float = 1.0, n_forget: int | None = None,
+                 n_other: int | None = None, seed: int = 0, judge=None, generator: str | Path | None = None,
+                 progress: bool = True) -> dict:
     """`evaluate` a finished run again (other sample sizes, another strength): the run's dial at `strength`
-    stands for "after"."""
+    stands for "after". The sample sizes default to the run's own."""
     from types import SimpleNamespace
 
     from legato.lfwfaces.judge import DlibJudge
     from legato.lfwfaces.world import load_world
 
     judge = judge or DlibJudge.shipped()
+    recorded = json.loads((Path(run_folder) / "metrics.json").read_text())
+    n_forget = int(recorded.get("n_forget", 48)) if n_forget is None else n_forget
+    n_other = int(recorded.get("n_other_per_person", 2)) if n_other is None else n_other
     world, unet, person, set_strength = load_dial(run_folder, generator)
     if judge.people != world.people:
         raise InputError("the judge's reference names other people than this generator")
@@ -437,6 +441,5 @@ def evaluate_run(run_folder: str | Path, *, strength: float = 1.0, n_forget: int
                               set_strength=lambda s: set_strength(s * strength))
     metrics, _ = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, strengths=(0.0, 1.0),
                           seed=seed, progress=progress)
-    method = json.loads((Path(run_folder) / "metrics.json").read_text())["method"]
-    return {**metrics, "strength": strength, "generator": "lfw-faces", "method": method,
+    return {**metrics, "strength": strength, "generator": "lfw-faces", "method": recorded["method"],
             "run": str(run_folder), "judge": "dlib (lfw-faces reference)"}

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 pytest.importorskip(
     "sklearn", reason="the digits flow needs scikit-learn (pip install 'legato-unlearn[flows]')"
@@ -13,11 +14,14 @@ pytest.importorskip(
 
 from legato.cli.main import main  # noqa: E402
 from legato.errors import InputError, TrainingError  # noqa: E402
+from legato.flows import unlearn as flow_unlearn  # noqa: E402
+from legato.flows import weights as flow_weights  # noqa: E402
 from legato.flows.classifier import ClassifierConfig, DigitClassifier  # noqa: E402
 from legato.flows.unet import FlowUNet, UNetConfig  # noqa: E402
 from legato.flows.unlearn import run  # noqa: E402
 from legato.flows.weights import FLOW_WEIGHTS, load_flow, save_weights  # noqa: E402
 from legato.ode import load_bundle  # noqa: E402
+from legato.unlearning.methods import load_result  # noqa: E402
 
 TINY = UNetConfig(channels=(8, 8, 8), emb_dim=16, groups=4)
 FAST = dict(
@@ -78,18 +82,62 @@ def test_same_seed_same_metrics(tmp_path, nets):
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
-def test_finetune_saves_the_tuned_unet(tmp_path, nets):
+def test_finetune_saves_the_tuned_unet_in_the_fine_tuning_format(tmp_path, nets):
     out = tmp_path / "ft"
     m = run(out, 0, method="finetune", steps=2, **FAST, **nets)
-    assert (out / "adapter" / "model.safetensors").is_file()
     assert m["trained_fraction"] == 1.0 and m["method"] == "finetune"
+    # the image methods' loader reads it: the tuned weights land in a fresh UNet, and they moved
+    teacher, model = load_flow(nets["flow_weights"]), load_flow(nets["flow_weights"])
+    loaded = load_result(out / "adapter", model)
+    assert loaded.method == "finetune" and loaded.dial is None
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, dict(teacher.named_parameters())[n])]
+    assert moved and len(loaded.state) == len(list(model.parameters()))
+
+
+def _interrupt_at(monkeypatch, step: int):
+    real = flow_unlearn.FlowObjective.step
+
+    def stepping(self, k, gen):
+        if k == step:
+            raise KeyboardInterrupt
+        return real(self, k, gen)
+
+    monkeypatch.setattr(flow_unlearn.FlowObjective, "step", stepping)
+    return real
+
+
+@pytest.mark.parametrize("method", ["legato", "finetune"])
+def test_interrupted_run_resumes_bit_identical(tmp_path, nets, monkeypatch, method):
+    opts = dict(steps=7, checkpoint_every=2, log_every=1, progress=False, **FAST, **nets)
+    full = run(tmp_path / "full", 2, method=method, seed=3, **opts)
+    real = _interrupt_at(monkeypatch, 6)  # inside step 6: steps 1–5 are done, the last checkpoint was step 4
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", 2, method=method, seed=3, **opts)
+    assert not (tmp_path / "cut").exists()
+    ckpt = torch.load(tmp_path / "cut.partial" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 5  # Ctrl-C keeps exactly the completed steps
+    monkeypatch.setattr(flow_unlearn.FlowObjective, "step", real)
+    with pytest.raises(InputError, match="already exists"):
+        run(tmp_path / "full", 2, method=method, seed=3, **opts)
+    resumed = run(tmp_path / "cut", 2, method=method, seed=3, resume=True, **opts)
+    drop = ("wall_s", "train_wall_s")
+    assert {k: v for k, v in full.items() if k not in drop} == {k: v for k, v in resumed.items() if k not in drop}
+    name = "adapter_model.safetensors" if method == "legato" else "finetuned_weights.safetensors"
+    a = load_file(str(tmp_path / "full" / "adapter" / name))
+    b = load_file(str(tmp_path / "cut" / "adapter" / name))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))  # every step logged once, none twice after the resume
+    assert not (tmp_path / "cut.partial").exists() and not (tmp_path / "cut" / "checkpoint.pt").exists()
+    with pytest.raises(InputError, match="nothing to resume"):
+        run(tmp_path / "other", 2, method=method, seed=3, resume=True, **opts)
 
 
 def test_failure_leaves_no_folder_and_bad_input_is_refused(tmp_path, nets):
     out = tmp_path / "broken"
     with pytest.raises(TrainingError):
         run(out, 2, steps=2, lambda_forget=float("nan"), **FAST, **nets)
-    assert not out.exists() and not any(tmp_path.glob(".broken*"))
+    assert not out.exists() and not any(tmp_path.glob("broken*")) and not any(tmp_path.glob(".broken*"))
     with pytest.raises(InputError):
         run(out, 10, **nets)
     with pytest.raises(InputError):
@@ -101,32 +149,21 @@ def test_failure_leaves_no_folder_and_bad_input_is_refused(tmp_path, nets):
     assert not out.exists()
 
 
-def test_cli_unlearn_sample_and_table(tmp_path, nets, capsys):
+def test_cli_unlearn_sample_and_table(tmp_path, nets, capsys, monkeypatch):
+    # the one forgetting command; the shipped weights replaced by the tiny ones
+    monkeypatch.setattr(flow_weights, "FLOW_WEIGHTS", type(FLOW_WEIGHTS)(nets["flow_weights"]))
+    monkeypatch.setattr(flow_weights, "CLASSIFIER_WEIGHTS", type(FLOW_WEIGHTS)(nets["classifier_weights"]))
     out = tmp_path / "cli"
-    code = main(
-        [
-            "flow",
-            "unlearn",
-            "--forget-class",
-            "4",
-            "--out",
-            str(out),
-            "--steps",
-            "2",
-            "--hidden",
-            "4",
-            "--n-forget",
-            "2",
-            "--n-retain",
-            "1",
-            "--weights",
-            nets["flow_weights"],
-            "--classifier",
-            nets["classifier_weights"],
-        ]
-    )
-    assert code == 0
-    assert (out / "metrics.json").is_file() and "forgotten class 4" in capsys.readouterr().out
+    args = ["unlearn", "--generator", "digits-flow", "--forget-class", "4", "--out", str(out), "--iterations", "2",
+            "--hidden", "4"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert (out / "metrics.json").is_file() and "forgotten class 4" in said and "report:" in said
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 2 and m["config"]["hidden"] == 4 and m["config"]["lr"] == 1e-3
+    html = (out / "report.html").read_text()  # the image methods' report page, with the flow's checks
+    assert 'class="cards"' in html and "forgotten class: classifier accuracy" in html and "Strength" not in html
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
     assert main(["flow", "table", str(out)]) == 0 and "legato (class 4)" in capsys.readouterr().out
     code = main(
         [
@@ -148,11 +185,13 @@ def test_cli_unlearn_sample_and_table(tmp_path, nets, capsys):
     )
     assert code == 0
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["flow", "unlearn", "--forget-class", "4", "--out", str(tmp_path / "x")]) != 0  # one path only
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     for args in (
-        ["flow", "unlearn", "--forget-class", "11", "--out", str(tmp_path / "x")],
+        ["unlearn", "--generator", "digits-flow", "--forget-class", "11", "--out", str(tmp_path / "x")],
+        ["unlearn", "--generator", "digits-flow", "--out", str(tmp_path / "x")],
         ["flow", "table", str(tmp_path / "nothing")],
         ["flow", "sample", "--out", str(tmp_path / "g.png"), "--classes", "a,b"],
     ):

@@ -289,6 +289,36 @@ def test_early_stop_ends_the_run_when_the_check_holds(tiny_folder, tmp_path, mon
     assert [r["step"] for r in log if "stop_check" in r] == [2, 4]
 
 
+@pytest.mark.parametrize("method", ["legato", "lora"])
+def test_an_interrupted_run_resumes_to_the_same_result(tiny_folder, tmp_path, monkeypatch, method):
+    from safetensors.torch import load_file
+
+    config = erase.EraseConfig(method=method, iterations=6, sites=SITES, hidden=8, pool_forget=2, batch_forget=4,
+                               batch_retain=4, checkpoint_every=2)
+    kwargs = dict(generator=tiny_folder, n_forget=16, n_other=2, progress=False, judge=_BrightnessJudge())
+    full = unlearn.run(tmp_path / "full", "A_a", config, **kwargs)
+    real = erase.EraseObjective.step
+
+    def stepping(self, step, rng):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(self, step, rng)
+
+    monkeypatch.setattr(erase.EraseObjective, "step", stepping)
+    with pytest.raises(KeyboardInterrupt):
+        unlearn.run(tmp_path / "cut", "A_a", config, **kwargs)
+    assert not (tmp_path / "cut").exists()
+    assert torch.load(tmp_path / "cut.partial" / "checkpoint.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(erase.EraseObjective, "step", real)
+    resumed = unlearn.run(tmp_path / "cut", "A_a", config, resume=True, **kwargs)
+    name = "adapter_model.safetensors"
+    a, b = load_file(str(tmp_path / "full" / "adapter" / name)), load_file(str(tmp_path / "cut" / "adapter" / name))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    timing = ("train_seconds", "wall_seconds")
+    assert {k: v for k, v in full.items() if k not in timing} == {k: v for k, v in resumed.items() if k not in timing}
+    assert not (tmp_path / "cut.partial").exists()
+
+
 @pytest.mark.parametrize("method", ["legato", "lora", "finetune", "embedding"])
 def test_a_finished_runs_dial_goes_from_the_source_to_the_result(tiny_folder, tmp_path, method):
     config = erase.EraseConfig(method=method, iterations=0 if method == "embedding" else 2, sites=SITES, hidden=8,

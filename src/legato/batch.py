@@ -140,7 +140,8 @@ def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
     `run`.error.txt. A run with a checkpoint from an earlier attempt continues from it."""
     import torch
 
-    from legato.unlearning.run import unlearn, work_dir_for
+    from legato.unlearning.run import unlearn
+    from legato.unlearning.run_folder import work_dir_for
 
     run = Path(run)
     row = _row(run.name, spec)

@@ -1,4 +1,5 @@
-"""`legato flow train | sample | unlearn | table` — the class-conditional flow on scikit-learn's digits."""
+"""`legato flow train | sample | table` — the class-conditional flow on scikit-learn's digits (forgetting a
+class is `legato unlearn --generator digits-flow --forget-class N`, the one forgetting command)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,18 @@ import typer
 
 def _load_model(weights: str | None, adapter: str | None, strength: float):
     from legato.errors import InputError
-    from legato.flows.weights import load_flow, load_state
+    from legato.flows.weights import load_flow
+    from legato.unlearning.methods import load_result
 
     model = load_flow(weights)
     if adapter is None:
         return model
-    path = Path(adapter)
-    if (path / "adapter_config.json").is_file():
-        from legato.ode import load_bundle
-
-        adapters = load_bundle(path, model)
-        adapters.strength = strength
-        return model
-    if (path / "model.safetensors").is_file():  # a fine-tuned UNet
-        if strength != 1.0:
-            raise InputError("--strength applies to adapter bundles; a fine-tuned model has no strength")
-        return load_state(model, path / "model.safetensors").eval()
-    raise InputError(f"{path} holds neither an adapter bundle nor a fine-tuned model.safetensors")
+    loaded = load_result(Path(adapter), model)  # an adapter bundle or fine-tuned weights, as for the GANs
+    if loaded.dial is not None:
+        loaded.dial.strength = strength
+    elif strength != 1.0:
+        raise InputError(f"--strength applies to adapter bundles; {adapter} holds fine-tuned weights (no dial)")
+    return model.eval()
 
 
 def register(app: typer.Typer) -> None:
@@ -133,55 +129,6 @@ def register(app: typer.Typer) -> None:
             q.pop("images"), q.pop("labels")
             typer.echo(json.dumps(q, indent=2))
 
-    @flow_app.command("unlearn")
-    def unlearn_cmd(
-        forget_class: int = typer.Option(..., "--forget-class", help="The digit class (0–9) to forget."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (replaced if it exists)."),
-        method: str = typer.Option(
-            "legato", help="legato (Neural-ODE adapters) | finetune (all UNet weights)."
-        ),
-        steps: int = typer.Option(None, help="Training steps (default 300)."),
-        seed: int = typer.Option(0, help="Random seed."),
-        lr: float = typer.Option(None, help="Adam learning rate (default 1e-3 legato, 1e-4 finetune)."),
-        sites: str = typer.Option("mid", help="Comma-separated UNet modules to put adapters after."),
-        hidden: int = typer.Option(24, help="Adapter field hidden channels."),
-        lambda_trajectory: float = typer.Option(0.1, help="Trajectory-consistency weight."),
-        n_forget: int = typer.Option(100, help="Evaluation samples of the forgotten class per strength."),
-        n_retain: int = typer.Option(40, help="Evaluation samples per retained class per strength."),
-        weights: str = typer.Option(None, help="Flow weights (default: the shipped ones)."),
-        classifier: str = typer.Option(None, help="Classifier weights (default: the shipped ones)."),
-    ) -> None:
-        """Make the flow unable to generate one digit class; writes adapter/, metrics.json, report.html."""
-        import torch
-
-        from legato.flows.unlearn import run
-
-        torch.set_num_threads(1)
-        m = run(
-            out,
-            forget_class,
-            method=method,
-            seed=seed,
-            steps=steps,
-            lr=lr,
-            sites=tuple(s.strip() for s in sites.split(",") if s.strip()),
-            hidden=hidden,
-            lambda_trajectory=lambda_trajectory,
-            n_forget=n_forget,
-            n_retain=n_retain,
-            flow_weights=weights,
-            classifier_weights=classifier,
-        )
-        typer.echo(f"wrote {out}")
-        typer.echo(
-            f"forgotten class {forget_class}: {100 * m['teacher']['forget_acc']:.1f}% → "
-            f"{100 * m['unlearned']['forget_acc']:.1f}%; retained: {100 * m['teacher']['retain_acc']:.1f}%"
-            f" → {100 * m['unlearned']['retain_acc']:.1f}%; trained {100 * m['trained_fraction']:.2f}% "
-            f"of the UNet; sweep monotone: {m['sweep_monotone']}"
-        )
-        for name, ok in m["checks"].items():
-            typer.echo(f"  [{'ok' if ok else 'FAIL'}] {name}")
-
     @flow_app.command("table")
     def table_cmd(
         runs: list[Path] = typer.Argument(..., help="Run folders (each with metrics.json)."),
@@ -194,7 +141,8 @@ def register(app: typer.Typer) -> None:
         for r in runs:
             p = r / "metrics.json"
             if not p.is_file():
-                raise InputError(f"{r} has no metrics.json; pass folders written by `legato flow unlearn`")
+                raise InputError(f"{r} has no metrics.json; pass folders written by `legato unlearn --generator "
+                                 "digits-flow`")
             metrics.append(json.loads(p.read_text()))
         typer.echo(comparison_table(metrics), nl=False)
 

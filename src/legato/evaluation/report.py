@@ -174,15 +174,20 @@ def _metrics_table(metrics: dict) -> str:
 
 
 def write_report(out_dir: str | Path, metrics: dict, images: dict[str, Path], plots: dict[str, Path],
-                 title: str, dial: dict | None = None) -> Path:
+                 title: str, dial: dict | None = None, headline: list[dict] | None = None) -> Path:
     """Write `out_dir/report.html`: headline numbers, pictures, plots, then the metrics with definitions.
 
     `images` and `plots` map a caption to a PNG; entries whose file is missing are left out, as are empty
-    sections. Everything is inlined, so the page can be mailed or archived on its own.
+    sections. Everything is inlined, so the page can be mailed or archived on its own. The headline cards
+    are the image metrics' (`id_target`, …, with their verdicts) unless `headline` gives a backend's own:
+    dicts of `label`, `value`, `note` and `verdict` (`passed`, `rule`, `meaning`; or None).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [f"<h1>{html.escape(title)}</h1>", _cards(metrics or {})]
+    cards = _cards(metrics or {}) if headline is None else (
+        '<div class="cards">' + "".join(_card(c["label"], html.escape(str(c["value"])), html.escape(c.get("note", "")),
+                                              c.get("verdict")) for c in headline) + "</div>")
+    parts = [f"<h1>{html.escape(title)}</h1>", cards]
     if dial:
         parts.append(_dial(dial))
     pictures = _figures(images or {})

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -57,82 +54,52 @@ def sweep_plot(sweep: list[dict], forget_class: int, title: str) -> bytes:
     return buf.getvalue()
 
 
-def _img_tag(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-
-
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def html_report(metrics: dict, images: dict[str, bytes]) -> str:
-    """A single HTML page: the summary table, checks, grids and the sweep, images inline as base64 PNG."""
-    m = metrics
-    rows = [
-        (
-            "forgotten-class accuracy (teacher → unlearned)",
-            f"{_pct(m['teacher']['forget_acc'])} → {_pct(m['unlearned']['forget_acc'])}",
-        ),
-        ("pure noise classified as the forgotten class", _pct(m.get("noise_classified_as_forgotten"))),
-        (
-            "retained-class accuracy (teacher → unlearned)",
-            f"{_pct(m['teacher']['retain_acc'])} → {_pct(m['unlearned']['retain_acc'])}",
-        ),
-        (
-            "retained-class FID vs teacher (floor: teacher vs teacher)",
-            f"{m['fid_retained']:.2f} (floor {m['fid_retained_floor']:.2f})",
-        ),
-        (
-            "retained-class MMD² vs teacher (floor)",
-            f"{m['mmd2_retained']:.4f} (floor {m['mmd2_retained_floor']:.4f})",
-        ),
-        (
-            "leakage gap, forgotten class (teacher → unlearned)",
-            f"{m['leakage']['teacher']['gap']:.4f} → {m['leakage']['unlearned']['gap']:.4f}",
-        ),
-        (
-            "membership AUC, forgotten class (teacher → unlearned)",
-            f"{m['leakage']['teacher']['auc']:.3f} → {m['leakage']['unlearned']['auc']:.3f}",
-        ),
-        (
-            "trained parameters / UNet parameters",
-            f"{m['trained_params']:,} / {m['unet_params']:,} ({_pct(m['trained_fraction'])})",
-        ),
-        ("training steps, wall time", f"{m['steps']}, {m['train_wall_s']:.0f} s"),
+# the run's checks, as the report's headline cards: (check name in metrics["checks"], card label, value, note)
+def _headline(m: dict) -> list[dict]:
+    checks = m["checks"]
+    cards = [
+        ("forgotten-class accuracy <= 20%", "forgotten class: classifier accuracy ↓",
+         f"{_pct(m['teacher']['forget_acc'])} → {_pct(m['unlearned']['forget_acc'])}",
+         f"n = {m['config']['n_forget']} per strength; pure noise reads as it "
+         f"{_pct(m['noise_classified_as_forgotten'])}",
+         "the classifier still reads the forgotten class in this share of its samples"),
+        ("retained-class accuracy within 3 points of the teacher", "retained classes: accuracy ↑",
+         f"{_pct(m['teacher']['retain_acc'])} → {_pct(m['unlearned']['retain_acc'])}",
+         f"n = {m['config']['n_retain']} per class",
+         "the other nine classes are drawn as well as before"),
+        ("trained parameters <= 5% of the UNet", "trained parameters",
+         f"{m['trained_params']:,} ({_pct(m['trained_fraction'])})", f"of {m['unet_params']:,} in the UNet",
+         "what the result changes of the model"),
+        ("strength sweep monotone (forgotten-class accuracy never rises)", "strength dial",
+         ", ".join(f"{100 * r['forget_acc']:.0f}" for r in m["sweep"]),
+         "forgotten-class accuracy (%) at s = " + ", ".join(f"{r['strength']:g}" for r in m["sweep"]),
+         "turning the strength up never brings the class back"),
     ]
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    checks = "".join(f"<li>{'✔' if ok else '✘'} {html.escape(name)}</li>" for name, ok in m["checks"].items())
-    sweep = "".join(
-        f"<tr><td>{r['strength']:.2f}</td><td>{_pct(r['forget_acc'])}</td><td>{_pct(r['retain_acc'])}"
-        f"</td></tr>"
-        for r in m["sweep"]
-    )
-    figs = "".join(
-        f"<figure>{_img_tag(data, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, data in images.items()
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>digits flow: forgetting class {m["forget_class"]}</title>
-<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}figure{{display:inline-block;margin:8px}}
-figcaption{{font-size:85%;color:#444}}</style></head><body>
-<h1>Digits flow — forgetting class {m["forget_class"]} ({html.escape(m["method"])})</h1>
-<table>{table}</table>
-<h2>Checks</h2><ul>{checks}</ul>
-<h2>Strength sweep</h2>
-<table><tr><th>strength</th><th>forgotten class</th><th>retained classes</th></tr>
-{sweep}</table>
-<h2>Samples</h2>{figs}
-<h2>Settings</h2><pre>{html.escape(json.dumps(m["config"], indent=2))}</pre>
-</body></html>
-"""
+    return [{"label": label, "value": value, "note": note,
+             "verdict": {"passed": checks[name], "rule": name, "meaning": meaning}}
+            for name, label, value, note, meaning in cards if name in checks]
 
 
-def write_outputs(directory: Path, metrics: dict, images: dict[str, bytes]) -> None:
-    """Write each image as `<name>.png` and `report.html` into `directory` (inside an atomic folder)."""
+def write_run_report(directory: Path, metrics: dict, images: dict[str, bytes]) -> None:
+    """Each image as `<name>.png` in `directory`, then `report.html`: the image methods' report page
+    (`evaluation.report.write_report`) with the digits flow's checks as its headline."""
+    from legato.evaluation.report import write_report
+
+    directory = Path(directory)
     for name, data in images.items():
         (directory / f"{name}.png").write_bytes(data)
-    (directory / "report.html").write_text(html_report(metrics, images), encoding="utf-8")
+    captions = {"samples_teacher": "the teacher: a row per class, the forgotten class first",
+                "samples_unlearned": "after forgetting: the same noise, a row per class",
+                "sweep_forgotten_class": "the forgotten class at each strength (a row per strength)"}
+    pictures = {caption: directory / f"{name}.png" for name, caption in captions.items() if name in images}
+    plots = {"the strength dial": directory / "sweep_plot.png"} if "sweep_plot" in images else {}
+    write_report(directory, metrics, pictures, plots,
+                 f"digits flow — forgetting class {metrics['forget_class']} ({metrics['method']})",
+                 headline=_headline(metrics))
 
 
 def comparison_table(runs: list[dict]) -> str:

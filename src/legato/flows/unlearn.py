@@ -11,17 +11,17 @@ Losses, on straight-path points x_t = (1 − t)·x_0 + t·x_1:
 from __future__ import annotations
 
 import copy
-import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from legato.errors import InputError, TrainingError
-from legato.files import atomic_directory
+from legato.files import atomic_write_json
+from legato.unlearning import run_folder
 
 METHODS = ("legato", "finetune")
 
@@ -49,6 +49,7 @@ class FlowUnlearnConfig:
     sampler_steps: int = 10
     leakage_draws: int = 16
     log_every: int = 10
+    checkpoint_every: int = 50  # steps between checkpoints in OUT.partial/ (what --resume continues from)
     flow_weights: str | None = None  # None: the shipped weights
     classifier_weights: str | None = None
 
@@ -200,14 +201,18 @@ class FlowObjective:
 
 
 def _train(teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, work: Path,
-           method: str, progress: bool = True) -> float:
-    """Train through the one loop (its log, checkpoints and progress bar in `work`); returns wall seconds."""
-    from legato.unlearning import loop
+           method: str, resume: bool = False, progress: bool = True) -> float:
+    """Train through the one loop (its log, checkpoints and progress bar in `work`); returns the training
+    seconds (a resumed run's include those before the interruption)."""
+    from legato.unlearning import loop, run_folder
 
     settings = loop.LoopSettings(iterations=cfg.steps, lr=cfg.lr, seed=seed, log_every=cfg.log_every,
-                                 checkpoint_every=max(cfg.steps, 1), log_first=True)
-    result = loop.run(FlowObjective(teacher, student, data, forget_class, cfg, method), settings, work,
-                      progress=progress)
+                                 checkpoint_every=cfg.checkpoint_every, log_first=True)
+    try:
+        result = loop.run(FlowObjective(teacher, student, data, forget_class, cfg, method), settings, work,
+                          resume=resume, progress=progress)
+    except TrainingError as e:
+        raise TrainingError(run_folder.failure_hint(str(e), work, cfg.lr)) from e
     student.freeze_tuned()
     return result.seconds
 
@@ -245,16 +250,23 @@ def run(
     method: str = "legato",
     seed: int = 0,
     steps: int | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
     **options,
 ) -> dict:
     """Forget `forget_class` (0–9) of the shipped digits flow; write the run folder; return its metrics.
 
-    `out_dir` gets `adapter/` (the adapter bundle, or `model.safetensors` for fine-tuning), `metrics.json`,
-    `log.jsonl`, `report.html` and PNG grids, all at once. `options` are fields of `FlowUnlearnConfig`.
+    The run folder is the image methods' (`unlearning.run_folder`): built in `OUT.partial/`, whose
+    checkpoint `resume` continues from bit for bit, and renamed to `out_dir` when complete. It holds
+    `adapter/` (the adapter bundle, or for fine-tuning `finetuned_weights.safetensors`; either loads with
+    `legato.unlearning.methods.load_result`), `metrics.json`, `log.jsonl`, `report.html` and PNG grids.
+    `options` are fields of `FlowUnlearnConfig`.
     """
     from legato.flows.data import check_class, load_split
     from legato.flows.metrics import features, frechet_distance, is_monotone, leakage, mmd2
-    from legato.flows.report import grid_image, png_bytes, sweep_plot, write_outputs
+    from legato.flows.report import grid_image, png_bytes, sweep_plot, write_run_report
     from legato.flows.sampling import SamplerConfig, noise_for, sample
     from legato.flows.weights import load_classifier, load_flow
 
@@ -270,6 +282,8 @@ def run(
     cfg = FlowUnlearnConfig(steps=steps, **options).resolved(method)
     if cfg.steps < 1:
         raise InputError(f"steps must be at least 1 (got {cfg.steps})")
+    if cfg.checkpoint_every < 1 or cfg.log_every < 1:
+        raise InputError("checkpoint_every and log_every must be at least 1")
     if not cfg.strengths or max(cfg.strengths) != 1.0:
         raise InputError("strengths must include 1.0 (the trained result)")
     t_start = time.time()
@@ -278,118 +292,114 @@ def run(
     data = load_split()
     unet_params = sum(p.numel() for p in teacher.parameters())
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
-        torch.manual_seed(seed)  # the adapters' initial weights
-        student = _make_student(teacher, method, cfg)
-        trained = sum(p.numel() for p in student.params)
-        train_wall = _train(teacher, student, data, forget_class, cfg, seed, tmp, method)
-        (tmp / "checkpoint.pt").unlink(missing_ok=True)  # the run folder is written whole; no resume state
-        sweep, samples, labels = _evaluate(student, classifier, forget_class, cfg, seed)
-        s0 = next(r for r in sweep if r["strength"] == 0.0) if 0.0 in cfg.strengths else None
-        s1 = next(r for r in sweep if r["strength"] == 1.0)
-        retained_mask = labels != forget_class
-        # a second teacher draw (other noise) is the reference; teacher-vs-teacher is the floor
-        student.set_strength(0.0)
-        ref = sample(
-            student.model,
-            labels[retained_mask],
-            noise=noise_for(labels[retained_mask], seed + 2000),
-            config=SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps),
+    work = run_folder.check(out_dir, resume=resume, overwrite=overwrite)
+    torch.manual_seed(seed)  # the adapters' initial weights
+    student = _make_student(teacher, method, cfg)
+    trained = sum(p.numel() for p in student.params)
+    tmp = run_folder.start(work, resume=resume)
+    train_wall = _train(teacher, student, data, forget_class, cfg, seed, tmp, method, resume, progress)
+    sweep, samples, labels = _evaluate(student, classifier, forget_class, cfg, seed)
+    s0 = next(r for r in sweep if r["strength"] == 0.0) if 0.0 in cfg.strengths else None
+    s1 = next(r for r in sweep if r["strength"] == 1.0)
+    retained_mask = labels != forget_class
+    # a second teacher draw (other noise) is the reference; teacher-vs-teacher is the floor
+    student.set_strength(0.0)
+    ref = sample(
+        student.model,
+        labels[retained_mask],
+        noise=noise_for(labels[retained_mask], seed + 2000),
+        config=SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps),
+    )
+    teacher_x = (
+        samples[0.0][retained_mask]
+        if 0.0 in samples
+        else sample(
+            student.model, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
         )
-        teacher_x = (
-            samples[0.0][retained_mask]
-            if 0.0 in samples
-            else sample(
-                student.model, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
-            )
-        )
-        def leakage_at(strength: float):
-            student.set_strength(strength)
-            return leakage(student.model, data.of_class(forget_class), data.of_class(forget_class, "test"),
-                           forget_class, seed=seed, draws=cfg.leakage_draws)
+    )
+    def leakage_at(strength: float):
+        student.set_strength(strength)
+        return leakage(student.model, data.of_class(forget_class), data.of_class(forget_class, "test"),
+                       forget_class, seed=seed, draws=cfg.leakage_draws)
 
-        leak_teacher = leakage_at(0.0)  # strength 0 is the teacher
-        leak_student = leakage_at(1.0)
-        f_ref, f_t = features(classifier, ref), features(classifier, teacher_x)
-        f_s = features(classifier, samples[1.0][retained_mask])
-        teacher_row = s0 or {"forget_acc": None, "retain_acc": None, "per_class": {}}
-        forget_accs = [r["forget_acc"] for r in sweep]
-        # what the classifier makes of pure noise (the forget target): the floor of the forgotten accuracy
-        noise_gen = torch.Generator().manual_seed(seed + 3000)
-        noise = torch.randn(1000, 1, 16, 16, generator=noise_gen).clamp(-1, 1)
-        noise_rate = float((classifier.predict(noise) == forget_class).float().mean())
-        metrics = {
-            "method": method,
-            "forget_class": forget_class,
-            "seed": seed,
-            "steps": cfg.steps,
-            "teacher": {k: teacher_row[k] for k in ("forget_acc", "retain_acc", "per_class")},
-            "unlearned": {k: s1[k] for k in ("forget_acc", "retain_acc", "per_class")},
-            "retain_drop_points": 100 * (teacher_row["retain_acc"] - s1["retain_acc"]) if s0 else None,
-            "fid_retained": frechet_distance(f_s, f_ref),
-            "fid_retained_floor": frechet_distance(f_t, f_ref),
-            "mmd2_retained": mmd2(f_s, f_ref),
-            "mmd2_retained_floor": mmd2(f_t, f_ref),
-            "leakage": {"teacher": leak_teacher, "unlearned": leak_student},
-            "trained_params": trained,
-            "unet_params": unet_params,
-            "trained_fraction": trained / unet_params,
-            "sweep": [{k: r[k] for k in ("strength", "forget_acc", "retain_acc")} for r in sweep],
-            "sweep_monotone": is_monotone(forget_accs),
-            "noise_classified_as_forgotten": noise_rate,
-            "train_wall_s": round(train_wall, 1),
-            "config": {**asdict(cfg), "sites": list(cfg.sites), "strengths": list(cfg.strengths)},
-        }
-        metrics["checks"] = {
-            "forgotten-class accuracy <= 20%": s1["forget_acc"] <= 0.20,
-            "retained-class accuracy within 3 points of the teacher": bool(s0)
-            and metrics["retain_drop_points"] <= 3.0,
-            "trained parameters <= 5% of the UNet": metrics["trained_fraction"] <= 0.05,
-            "strength sweep monotone (forgotten-class accuracy never rises)": metrics["sweep_monotone"],
-        }
-        # files
-        adapter_dir = tmp / "adapter"
-        bundle_meta = {
-            "method": method,
-            "forget_class": forget_class,
-            "generator": "digits-flow",
-            "metrics": {"forget_acc": s1["forget_acc"], "retain_acc": s1["retain_acc"]},
-        }
-        if student.adapters is not None:
-            from legato.ode import save_bundle
+    leak_teacher = leakage_at(0.0)  # strength 0 is the teacher
+    leak_student = leakage_at(1.0)
+    f_ref, f_t = features(classifier, ref), features(classifier, teacher_x)
+    f_s = features(classifier, samples[1.0][retained_mask])
+    teacher_row = s0 or {"forget_acc": None, "retain_acc": None, "per_class": {}}
+    forget_accs = [r["forget_acc"] for r in sweep]
+    # what the classifier makes of pure noise (the forget target): the floor of the forgotten accuracy
+    noise_gen = torch.Generator().manual_seed(seed + 3000)
+    noise = torch.randn(1000, 1, 16, 16, generator=noise_gen).clamp(-1, 1)
+    noise_rate = float((classifier.predict(noise) == forget_class).float().mean())
+    metrics = {
+        "method": method,
+        "forget_class": forget_class,
+        "seed": seed,
+        "steps": cfg.steps,
+        "teacher": {k: teacher_row[k] for k in ("forget_acc", "retain_acc", "per_class")},
+        "unlearned": {k: s1[k] for k in ("forget_acc", "retain_acc", "per_class")},
+        "retain_drop_points": 100 * (teacher_row["retain_acc"] - s1["retain_acc"]) if s0 else None,
+        "fid_retained": frechet_distance(f_s, f_ref),
+        "fid_retained_floor": frechet_distance(f_t, f_ref),
+        "mmd2_retained": mmd2(f_s, f_ref),
+        "mmd2_retained_floor": mmd2(f_t, f_ref),
+        "leakage": {"teacher": leak_teacher, "unlearned": leak_student},
+        "trained_params": trained,
+        "unet_params": unet_params,
+        "trained_fraction": trained / unet_params,
+        "sweep": [{k: r[k] for k in ("strength", "forget_acc", "retain_acc")} for r in sweep],
+        "sweep_monotone": is_monotone(forget_accs),
+        "noise_classified_as_forgotten": noise_rate,
+        "train_wall_s": round(train_wall, 1),
+        "config": {**asdict(cfg), "sites": list(cfg.sites), "strengths": list(cfg.strengths)},
+    }
+    metrics["checks"] = {
+        "forgotten-class accuracy <= 20%": s1["forget_acc"] <= 0.20,
+        "retained-class accuracy within 3 points of the teacher": bool(s0)
+        and metrics["retain_drop_points"] <= 3.0,
+        "trained parameters <= 5% of the UNet": metrics["trained_fraction"] <= 0.05,
+        "strength sweep monotone (forgotten-class accuracy never rises)": metrics["sweep_monotone"],
+    }
+    # files
+    adapter_dir = tmp / "adapter"
+    if adapter_dir.exists():  # from an evaluation that failed before a resume
+        shutil.rmtree(adapter_dir)
+    bundle_meta = {
+        "method": method,
+        "forget_class": forget_class,
+        "generator": "digits-flow",
+        "metrics": {"forget_acc": s1["forget_acc"], "retain_acc": s1["retain_acc"]},
+    }
+    if student.adapters is not None:
+        from legato.ode import save_bundle
 
-            save_bundle(student.adapters, adapter_dir, metadata=bundle_meta)
-            student.adapters.detach()
-        else:
-            adapter_dir.mkdir()
-            tensors = {k: v.contiguous() for k, v in student.tuned_state.items()}
-            save_file(
-                tensors,
-                str(adapter_dir / "model.safetensors"),
-                metadata={
-                    "kind": "digits-flow-unet",
-                    "config": json.dumps(teacher.config.to_dict()),
-                    "bundle": json.dumps(bundle_meta),
-                },
-            )
-        per_row = 8
-        retained = [c for c in range(10) if c != forget_class]
+        save_bundle(student.adapters, adapter_dir, metadata=bundle_meta)
+        student.adapters.detach()
+    else:
+        from legato.unlearning.methods.finetune import save_finetuned
 
-        def class_rows(x):
-            return [x[labels == c][:per_row] for c in [forget_class, *retained]]
+        save_finetuned(adapter_dir, student.tuned_state, method,
+                       {**bundle_meta, "unet_config": teacher.config.to_dict()})
+    per_row = 8
+    retained = [c for c in range(10) if c != forget_class]
 
-        images = {
-            "samples_teacher": png_bytes(grid_image(class_rows(samples[0.0]))) if 0.0 in samples else None,
-            "samples_unlearned": png_bytes(grid_image(class_rows(samples[1.0]))),
-            "sweep_forgotten_class": png_bytes(
-                grid_image([samples[s][labels == forget_class][:12] for s in cfg.strengths])
-            ),
-            "sweep_plot": sweep_plot(
-                metrics["sweep"], forget_class, f"{method}: forgetting class {forget_class}"
-            ),
-        }
-        images = {k: v for k, v in images.items() if v is not None}
-        metrics["wall_s"] = round(time.time() - t_start, 1)
-        write_outputs(tmp, metrics, images)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    def class_rows(x):
+        return [x[labels == c][:per_row] for c in [forget_class, *retained]]
+
+    images = {
+        "samples_teacher": png_bytes(grid_image(class_rows(samples[0.0]))) if 0.0 in samples else None,
+        "samples_unlearned": png_bytes(grid_image(class_rows(samples[1.0]))),
+        "sweep_forgotten_class": png_bytes(
+            grid_image([samples[s][labels == forget_class][:12] for s in cfg.strengths])
+        ),
+        "sweep_plot": sweep_plot(
+            metrics["sweep"], forget_class, f"{method}: forgetting class {forget_class}"
+        ),
+    }
+    images = {k: v for k, v in images.items() if v is not None}
+    metrics["wall_s"] = round(time.time() - t_start, 1)
+    write_run_report(tmp, metrics, images)
+    atomic_write_json(tmp / "metrics.json", metrics)
+    run_folder.finish(work, out_dir)
     return metrics

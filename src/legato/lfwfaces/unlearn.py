@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from legato.errors import InputError
-from legato.files import atomic_directory
+from legato.errors import InputError, TrainingError
 from legato.lfwfaces.erase import (
     STOP_FORGET_GAP,
     STOP_KEPT_DRIFT,
@@ -34,6 +34,7 @@ from legato.lfwfaces.erase import (
     build_pool,
     stop_scores,
 )
+from legato.unlearning import run_folder
 
 STRENGTHS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # `sweep`
 RUN_STRENGTHS = (0.0, 1.0)  # what a forgetting run judges of the dial (the whole dial is `sweep`)
@@ -228,8 +229,11 @@ def _save_result(student: Student, directory: Path, metadata: dict) -> None:
 
 def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, generator: str | Path | None = None,
         n_forget: int = 48, n_other: int = 2, strengths=RUN_STRENGTHS, overwrite: bool = False,
-        progress: bool = True, cache: bool = True, judge=None) -> dict:
+        resume: bool = False, progress: bool = True, cache: bool = True, judge=None) -> dict:
     """Forget `identity` (a name of `legato lfw-faces people`) with `config`; write `out`; return metrics.
+
+    The run folder is built in `OUT.partial/` (`unlearning.run_folder`), whose checkpoint `resume`
+    continues from bit for bit, and renamed to `out` when complete.
 
     `judge` defaults to dlib with the shipped reference (`DlibJudge.shipped()`); it must name the
     generator's people in the generator's order."""
@@ -240,8 +244,7 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
 
     config = (config or EraseConfig()).validate()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass --overwrite or another --out")
+    work = run_folder.check(out, resume=resume, overwrite=overwrite)
     if n_forget < MIN_FORGET_SAMPLES or n_other < 1:
         raise InputError(f"--n-forget must be ≥ {MIN_FORGET_SAMPLES} and the samples per other person ≥ 1")
     t_start = time.time()
@@ -252,53 +255,58 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
         raise InputError("the judge's reference names other people than this generator; rebuild it with "
                          "`legato lfw-faces reference`")
     unet_params = sum(p.numel() for p in world.unet.parameters())
-    with atomic_directory(out) as tmp:
-        train_seconds, stop = 0.0, None
-        if config.method != "embedding":
-            pool = build_pool(world, person, config, STEPS, GUIDANCE, cache=cache)
-            checks = build_check_states(world, person, config, STEPS, GUIDANCE)  # before anything attaches
-            torch.manual_seed(config.seed)  # the adapters' initial weights
-            student = Student(world, person, config)
-            settings = loop.LoopSettings(iterations=config.iterations, lr=config.effective_lr, seed=config.seed,
-                                         log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                                         eval_every=config.stop_every, early_stop=config.early_stop,
-                                         stop_every=config.stop_every, stop_patience=config.stop_patience,
-                                         stop_consolidate=config.stop_consolidate, log_first=True)
-            scores = lambda unet: stop_scores(unet, person, checks)  # noqa: E731
-            quick = (lambda unet: {k: v for k, v in scores(unet).items() if k != "passed"}) \
-                if not config.early_stop else None  # the gaps in the log either way
-            result = loop.run(EraseObjective(student, pool, config), settings, tmp, progress=progress,
-                              quick_scores=quick, stop_check=scores)
-            train_seconds = result.seconds
-            stop = {"step": result.steps, "stopped_early": result.stopped_early,
-                    "reason": ("the person's velocity gap and the others' drift held within "
-                               f"{STOP_FORGET_GAP} / {STOP_KEPT_DRIFT} at {config.stop_patience} checks in a row"
-                               + (f", then {config.stop_consolidate} steps more" if config.stop_consolidate else "")
-                               if result.stopped_early else "the iteration count"),
-                    "last_check": result.stop_record} if config.early_stop else None
-            (tmp / loop.CHECKPOINT).unlink(missing_ok=True)  # the run folder is written whole
-        else:
-            student = Student(world, person, config)
-            student.finish_training()
-        metrics, grids = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, seed=config.seed,
-                                  strengths=strengths, cache=cache, progress=progress)
-        metrics.update({
-            "generator": "lfw-faces", "method": config.method, "judge": "dlib (lfw-faces reference)",
-            "loss_model": "the frozen UNet's own velocities (no recognizer)",
-            "trained_params": student.num_trainable, "unet_params": unet_params,
-            "trained_fraction": student.num_trainable / unet_params, "train_seconds": round(train_seconds, 1),
-            "stop": stop, "config": config.to_dict(),
-        })
-        _save_result(student, tmp / "adapter", {"method": config.method, "generator": "lfw-faces",
-                                                "person": world.people[person], "config": config.to_dict()})
-        if student.adapters is not None:
-            student.adapters.detach()
-        for name, rows in grids.items():  # a row per strength / before, after; 12 faces a row
-            save_grid(torch.cat(rows), tmp / f"{name}.png", nrow=rows[0].shape[0])
-        (tmp / "dial.png").write_bytes(_dial_plot(metrics["sweep"], f"{config.method}: forgetting "
-                                                  f"{world.people[person]}"))
-        metrics["wall_seconds"] = round(time.time() - t_start, 1)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp = run_folder.start(work, resume=resume)
+    train_seconds, stop = 0.0, None
+    if config.method != "embedding":
+        pool = build_pool(world, person, config, STEPS, GUIDANCE, cache=cache)
+        checks = build_check_states(world, person, config, STEPS, GUIDANCE)  # before anything attaches
+        torch.manual_seed(config.seed)  # the adapters' initial weights
+        student = Student(world, person, config)
+        settings = loop.LoopSettings(iterations=config.iterations, lr=config.effective_lr, seed=config.seed,
+                                     log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                                     eval_every=config.stop_every, early_stop=config.early_stop,
+                                     stop_every=config.stop_every, stop_patience=config.stop_patience,
+                                     stop_consolidate=config.stop_consolidate, log_first=True)
+        scores = lambda unet: stop_scores(unet, person, checks)  # noqa: E731
+        quick = (lambda unet: {k: v for k, v in scores(unet).items() if k != "passed"}) \
+            if not config.early_stop else None  # the gaps in the log either way
+        try:
+            result = loop.run(EraseObjective(student, pool, config), settings, tmp, resume=resume,
+                              progress=progress, quick_scores=quick, stop_check=scores)
+        except TrainingError as e:
+            raise TrainingError(run_folder.failure_hint(str(e), tmp, config.effective_lr)) from e
+        train_seconds = result.seconds
+        stop = {"step": result.steps, "stopped_early": result.stopped_early,
+                "reason": ("the person's velocity gap and the others' drift held within "
+                           f"{STOP_FORGET_GAP} / {STOP_KEPT_DRIFT} at {config.stop_patience} checks in a row"
+                           + (f", then {config.stop_consolidate} steps more" if config.stop_consolidate else "")
+                           if result.stopped_early else "the iteration count"),
+                "last_check": result.stop_record} if config.early_stop else None
+    else:
+        student = Student(world, person, config)
+        student.finish_training()
+    metrics, grids = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, seed=config.seed,
+                              strengths=strengths, cache=cache, progress=progress)
+    metrics.update({
+        "generator": "lfw-faces", "method": config.method, "judge": "dlib (lfw-faces reference)",
+        "loss_model": "the frozen UNet's own velocities (no recognizer)",
+        "trained_params": student.num_trainable, "unet_params": unet_params,
+        "trained_fraction": student.num_trainable / unet_params, "train_seconds": round(train_seconds, 1),
+        "stop": stop, "config": config.to_dict(),
+    })
+    if (tmp / "adapter").exists():  # from an evaluation that failed before a resume
+        shutil.rmtree(tmp / "adapter")
+    _save_result(student, tmp / "adapter", {"method": config.method, "generator": "lfw-faces",
+                                            "person": world.people[person], "config": config.to_dict()})
+    if student.adapters is not None:
+        student.adapters.detach()
+    for name, rows in grids.items():  # a row per strength / before, after; 12 faces a row
+        save_grid(torch.cat(rows), tmp / f"{name}.png", nrow=rows[0].shape[0])
+    (tmp / "dial.png").write_bytes(_dial_plot(metrics["sweep"], f"{config.method}: forgetting "
+                                              f"{world.people[person]}"))
+    metrics["wall_seconds"] = round(time.time() - t_start, 1)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    run_folder.finish(work, out)
     return metrics
 
 

@@ -1,7 +1,6 @@
 """One unlearning run end to end: resolve the identity, train, evaluate, and write the run folder.
 
-The run folder (`--out DIR`) appears only when the run has finished (it is built in `DIR.partial/` and then
-renamed), so a failure never leaves a half-written `DIR`; `DIR.partial/` keeps the checkpoint for `--resume`.
+The run folder (`--out DIR`) is built in `DIR.partial/` and renamed when finished (`unlearning.run_folder`).
 """
 
 from __future__ import annotations
@@ -21,29 +20,15 @@ from legato import __version__
 from legato.errors import InputError, TrainingError
 from legato.files import atomic_write_json
 from legato.inversion.sources import IdentitySource, resolve_identity
+from legato.unlearning import run_folder
 from legato.unlearning.config import UnlearnConfig, parse_distance
 from legato.unlearning.losses import check_reference_crop, make_perceptual
 from legato.unlearning.methods import build, warm_start
 from legato.unlearning.methods import get as get_method
 from legato.unlearning.targets import typical_distance, ufo_target
-from legato.unlearning.trainer import CHECKPOINT, LOG, train
+from legato.unlearning.trainer import train
 
 TARGET_FILE = "target_ws.safetensors"
-
-
-def _training_failure_hint(message: str, work: Path, config: UnlearnConfig) -> str:
-    """A failed training's message with the next step that works: `--resume` only where a checkpoint exists
-    (else the half-made folder goes, since there is nothing to continue from)."""
-    if (work / CHECKPOINT).is_file():
-        return (f"{message}; lower --lr (now {config.lr}) and rerun with --resume to continue from the last "
-                f"checkpoint in {work}")
-    shutil.rmtree(work, ignore_errors=True)
-    return (f"{message}; nothing was saved (no checkpoint yet): lower --lr (now {config.lr}) or the loss "
-            "weights and rerun")
-
-
-def work_dir_for(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
 
 
 def freeze(model):
@@ -95,11 +80,7 @@ def unlearn(
     result and adds the new people; its people stay in training (replay), so they stay forgotten.
     """
     out = Path(out)
-    work = work_dir_for(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pick another --out or pass --overwrite")
-    if resume and not (work / CHECKPOINT).is_file():
-        raise InputError(f"nothing to resume: {work / CHECKPOINT} does not exist")
+    work = run_folder.check(out, resume=resume, overwrite=overwrite)
     if n_random < 0 or n_fid < 0:
         raise InputError(f"--n-random and --n-fid must not be negative (got {n_random}, {n_fid})")
     if config is not None:
@@ -212,10 +193,7 @@ def unlearn(
         stop_check = ForgetCheck(source, loss_identity_model, float(loss_identity_model.threshold), ws_u,
                                  ident.held_out_ws)
 
-    work.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for stale in (work / CHECKPOINT, work / LOG):
-            stale.unlink(missing_ok=True)
+    run_folder.start(work, resume=resume)
     try:
         result = train(source, trainable, ws_u, ws_t, config, identity_model=loss_identity_model,
                        threshold=getattr(identity_model, "threshold", None), perceptual=perceptual,
@@ -225,7 +203,7 @@ def unlearn(
                        forget_check=forget_check if identity_model is not None and ws_u.shape[0] == 1 else None,
                        dial_ws=None if dial is None else dial["ws"], stop_check=stop_check)
     except TrainingError as e:
-        raise TrainingError(_training_failure_hint(str(e), work, config)) from e
+        raise TrainingError(run_folder.failure_hint(str(e), work, config.lr)) from e
 
     unlearned = freeze(trainable.unlearned)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
@@ -296,10 +274,7 @@ def unlearn(
                          identity_model=identity_model, seed=config.seed)
     metrics["seconds_total"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(work / "metrics.json", metrics)
-    (work / CHECKPOINT).unlink(missing_ok=True)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
+    run_folder.finish(work, out)
     return metrics
 
 

@@ -20,6 +20,14 @@ WEIGHTS_FILE = "finetuned_weights.safetensors"
 CONFIG_FILE = "finetune_config.json"
 
 
+def save_finetuned(directory: Path, tensors: dict[str, torch.Tensor], method: str, metadata: dict) -> None:
+    """The fine-tuned tensors (by parameter name) and what made them, as `load` reads them back."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, str(directory / WEIGHTS_FILE))
+    atomic_write_json(directory / CONFIG_FILE, {"method": method, "metadata": metadata})
+
+
 def finetuned_copy(generator: nn.Module, method: str, local_only: bool = False) -> Trainable:
     """A deep copy of `generator` whose synthesis parameters (`synthesis_parameters()`) train."""
     unlearned = copy.deepcopy(generator)
@@ -31,9 +39,7 @@ def finetuned_copy(generator: nn.Module, method: str, local_only: bool = False) 
         p.requires_grad_(True)
 
     def save(directory: Path, metadata: dict) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: p.detach().cpu().contiguous() for k, p in named.items()}, str(directory / WEIGHTS_FILE))
-        atomic_write_json(directory / CONFIG_FILE, {"method": method, "metadata": metadata})
+        save_finetuned(directory, named, method, metadata)
 
     return Trainable(method, unlearned, list(named.values()), local_only=local_only, _named=named, save_fn=save)
 

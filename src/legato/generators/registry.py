@@ -1,7 +1,15 @@
-"""`load(spec)` — one entry point for every generator backend."""
+"""`load(spec)` — one entry point for every generator backend.
+
+Backends other than the NVlabs pickles and the toy register themselves: a package declares
+`name = "module:loader"` in its `legato.generators` entry points (SynthFaces does, in pyproject.toml), or
+code calls `register_backend(name, loader)`. The registry imports no backend, so no import runs from the
+generator layer up into a world built on it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
@@ -31,6 +39,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+ENTRY_POINT_GROUP = "legato.generators"
+_BACKENDS: dict[str, Callable[..., Generator]] = {}
+
+
+def register_backend(name: str, loader: Callable[..., Generator]) -> None:
+    """Make `load(name)` call `loader(device=device)`."""
+    _BACKENDS[name] = loader
+
+
+def backend_names() -> list[str]:
+    """The registered backends' names (entry points and `register_backend` calls)."""
+    return sorted({*_BACKENDS, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def _backend(name: str) -> Callable[..., Generator] | None:
+    if name not in _BACKENDS:
+        for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+            _BACKENDS[name] = ep.load()
+    return _BACKENDS.get(name)
+
+
 def load(spec: str = "synthfaces", device: str | torch.device = "cpu", eg3d_options=None) -> Generator:
     """Return a `Generator` for `spec`: `"synthfaces"` (the embedded default) or a network pickle path.
 
@@ -44,10 +73,9 @@ def load(spec: str = "synthfaces", device: str | torch.device = "cpu", eg3d_opti
         from legato.generators.toy import ToyGenerator
 
         return ToyGenerator().to(device)
-    if spec == "synthfaces":
-        from legato.synthfaces import load_generator
-
-        return load_generator(device=device)
+    backend = _backend(spec)
+    if backend is not None:
+        return backend(device=device)
     path = Path(spec)
     if path.suffix == ".pkl":
         if not path.is_file():
@@ -55,4 +83,6 @@ def load(spec: str = "synthfaces", device: str | torch.device = "cpu", eg3d_opti
         from legato.generators.nvlabs import load_network_pickle
 
         return load_network_pickle(path, device=device, eg3d_options=eg3d_options)
-    raise InputError(f"unknown generator {spec!r}; use 'synthfaces', 'toy' or a path to an NVlabs .pkl network")
+    names = ", ".join(repr(n) for n in [*backend_names(), "toy"])
+    hint = "" if backend_names() else " (no backend is registered: install the package, e.g. pip install -e .)"
+    raise InputError(f"unknown generator {spec!r}; use {names} or a path to an NVlabs .pkl network{hint}")

@@ -543,31 +543,21 @@ def _non_negative(text: str) -> float:
 
 
 def _config_override(ap: argparse.ArgumentParser, item: str) -> tuple[str, object]:
-    """`KEY=VALUE` → (key, value) for `UnlearnConfig.for_generator`, the value typed like the setting's
-    default (`lambda_X` names a loss weight); an unknown key or a value of the wrong type stops the run."""
-    import dataclasses
-
-    from legato.unlearning.config import LossWeights, UnlearnConfig
+    """`KEY=VALUE` → (key, value) for `UnlearnConfig.for_generator`, through the options layer
+    (`legato.unlearning.options`: the CLI's names, the value typed like the setting's default); an unknown
+    key or a value of the wrong type stops the run."""
+    from legato.errors import InputError
+    from legato.unlearning import options
 
     key, sep, text = item.partition("=")
     key = key.strip().replace("-", "_")
-    defaults, weight_defaults = UnlearnConfig(), LossWeights()
-    settings_now = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(UnlearnConfig)}
-    weights_now = {f.name: getattr(weight_defaults, f.name) for f in dataclasses.fields(LossWeights)}
-    if key.startswith("lambda_"):
-        name = key[len("lambda_"):]
-        name = name if name in weights_now else name + "_"  # lambda_global → LossWeights.global_
-        known, default, key = name in weights_now, weights_now.get(name), "lambda_" + name
-    else:
-        known, default = key in settings_now and key != "weights", settings_now.get(key)
-    if not sep or not known:
-        ap.error(f"--set {item}: expected KEY=VALUE with KEY a setting of UnlearnConfig or lambda_<loss term>")
-    parse = {bool: lambda t: {"true": True, "false": False}[t.lower()], int: int, float: float}
+    if not sep:
+        ap.error(f"--set {item}: expected KEY=VALUE with KEY a setting of `legato unlearn` (underscores)")
     try:
-        value = parse.get(type(default), str)(text)
-    except (KeyError, ValueError):
-        ap.error(f"--set {item}: {text!r} is not a {type(default).__name__}")
-    return key, value
+        value = options.parse(key, text)
+    except InputError as e:
+        ap.error(f"--set {item}: {e}")
+    return ("lambda_global_" if key == "lambda_global" else key), value
 
 
 def settings(argv: list[str] | None = None) -> tuple[argparse.Namespace, str, dict, list[str]]:

@@ -116,22 +116,14 @@ def finished_metrics(run: Path) -> dict | None:
 
 
 def _config(spec: dict, generator):
-    from legato.unlearning.config import LossWeights, UnlearnConfig
+    """A request's config through the options layer (`unlearning.options`): its `options` and its `method`,
+    `iterations` and `seed` keys are settings under the CLI's names."""
+    from legato.unlearning import options
 
-    options = dict(spec.get("options") or {})
-    allowed = set(UnlearnConfig.__dataclass_fields__) - {"weights"}
-    allowed |= {f"lambda_{k}" for k in LossWeights.__dataclass_fields__}  # as UnlearnConfig.for_generator reads them
-    if "lambda_global" in options:  # the CLI's spelling
-        options["lambda_global_"] = options.pop("lambda_global")
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; see `legato unlearn --help`")
-    for key in ("method", "iterations", "seed"):
-        if key in spec:
-            options[key] = spec[key]
-    config = UnlearnConfig.for_generator(generator, **options)
-    config.validate()
-    return config
+    flat = dict(spec.get("options") or {})
+    options.check_names(flat)
+    flat.update({key: spec[key] for key in ("method", "iterations", "seed") if key in spec})
+    return options.config_for(generator, flat)
 
 
 def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
@@ -140,6 +132,7 @@ def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
     `run`.error.txt. A run with a checkpoint from an earlier attempt continues from it."""
     import torch
 
+    from legato.unlearning import options
     from legato.unlearning.run import unlearn
     from legato.unlearning.run_folder import work_dir_for
 
@@ -159,8 +152,9 @@ def run_request(spec: dict, run: str | Path, threads: int = 1) -> dict:
         work.mkdir(parents=True, exist_ok=True)
         (work / PID_FILE).write_text(str(os.getpid()))
         resume = (work / "checkpoint.pt").is_file()
+        n_random, n_fid = options.evaluation_sizes(config, spec.get("n_random"), spec.get("n_fid"))
         metrics = unlearn(generator, spec["identity"], run, config, resume=resume, overwrite=False,
-                          n_random=int(spec.get("n_random", 100)), n_fid=int(spec.get("n_fid", 1000)),
+                          n_random=n_random, n_fid=n_fid,
                           progress=False, report=bool(spec.get("report", True)),
                           generator_spec=str(spec.get("generator", "synthfaces")))
     except LegatoError as e:

@@ -30,9 +30,6 @@ def _print_table(metrics: dict, out: Path) -> None:
     console.print(f"report: {out / 'report.html'}   adapter: {out / 'adapter'}")
 
 
-REFERENCE_N_FID = 5000  # the papers' FID sample size (LEGATO/GUIDE evaluate_fid.py)
-
-
 def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, iterations: int | None, lr, hidden,
                  lambda_trajectory, seed: int, overwrite: bool, early_stop: bool | None = None,
                  resume: bool = False) -> None:
@@ -91,14 +88,16 @@ def _unlearn_digits(out: Path, forget_class: int | None, method: str, iterations
 # `legato unlearn --help` in panels, so that sixty options read as seven short lists
 UNLEARN_PANELS = {
     "Input": "identity generator target_index forget_class extend",
-    "Method": "method iterations lr preset target distance alpha refine_steps trajectory reduction training_camera "
-              "identity_crop perceptual lora_rank salun_keep targets_per_step early_stop stop_every stop_consolidate",
-    "Loss weights": "lambda_feature lambda_perceptual lambda_identity lambda_global lambda_trajectory lambda_gate",
+    "Method": "method iterations lr preset target distance alpha_max n_adjacent n_global refine_steps trajectory "
+              "trajectory_site reduction training_camera identity_crop perceptual lora_rank salun_keep "
+              "targets_per_step early_stop stop_every stop_patience stop_consolidate",
+    "Loss weights": "lambda_feature lambda_perceptual lambda_identity lambda_local lambda_adjacency lambda_global "
+                    "lambda_trajectory lambda_gate",
     "Adapters": "hidden field gate_hidden gate_space gate_floor gate_positives t_end step_size solver dial "
                 "dial_crossing",
     "Evaluation": "identity_model judge_model judge_crop n_random n_fid inception real_images eval_every",
+    "Output": "out resume overwrite log_every checkpoint_every",
     "Compute": "device rendering_resolution ray_chunk gradient_checkpointing micro_batch seed",
-    "Output": "out resume overwrite",
 }
 
 
@@ -147,8 +146,12 @@ def register(app: typer.Typer) -> None:
                                    "default: the backend's recommendation, else extra."),
         distance: str = typer.Option(None, help="d: absolute (30, the reference in EG3D's W) or relative (1x); "
                                      "default: the backend's recommendation, else 30."),
-        alpha: str = typer.Option(None, "--alpha", help="Max adjacency offset α: absolute (15, the reference) or "
-                                  "relative (0.25x); default: the backend's recommendation, else 15."),
+        alpha_max: str = typer.Option(None, "--alpha-max", "--alpha", help="Max adjacency offset α: absolute (15, "
+                                      "the reference) or relative (0.25x); default: the backend's "
+                                      "recommendation, else 15."),
+        n_adjacent: int = typer.Option(None, help="Adjacency latents per iteration (reference: 2)."),
+        n_global: int = typer.Option(None, help="Random latents per iteration for global preservation "
+                                     "(reference: 2)."),
         target_index: int = typer.Option(0, help="Which photo of a folder is forgotten; the others are held out."),
         refine_steps: int = typer.Option(None, help="Optimisation steps refining a photo's inverted latent; "
                                          "default: the backend's recommendation, else 0."),
@@ -162,17 +165,17 @@ def register(app: typer.Typer) -> None:
                                   "convs with group norm: sees its neighbourhood)."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
-        gate_space: str = typer.Option("latent", "--gate-space", help="--field keyed: measure the distance to "
+        gate_space: str = typer.Option(None, "--gate-space", help="--field keyed: measure the distance to "
                                        "the forgotten latents in the latent itself (latent), after a linear map "
                                        "fitted to the identity model (identity: reaches the person's other "
                                        "photos), or between identity embeddings an MLP predicts from the latent "
-                                       "(embedding: the same reach, fewer lookalike strangers)."),
-        gate_floor: float = typer.Option(0.0, "--gate-floor", help="--field keyed: gate openness below this "
+                                       "(embedding: the same reach, fewer lookalike strangers); default latent."),
+        gate_floor: float = typer.Option(None, "--gate-floor", help="--field keyed: gate openness below this "
                                          "is 0, so faces far from every forgotten one are exactly the source's "
-                                         "(e.g. 0.05)."),
-        gate_positives: str = typer.Option("targets", "--gate-positives", help="--field gated: open the gate "
-                                           "for the forgotten latents (targets) or for them and their adjacency "
-                                           "latents (neighbourhood)."),
+                                         "(e.g. 0.05; default 0)."),
+        gate_positives: str = typer.Option(None, "--gate-positives", help="--field gated: open the gate "
+                                           "for the forgotten latents (targets, the default) or for them and their "
+                                           "adjacency latents (neighbourhood)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
         step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
@@ -185,6 +188,8 @@ def register(app: typer.Typer) -> None:
                                         "twice in a row; --iterations stays the bound (default: the backend's; "
                                         "off under --preset reference)."),
         stop_every: int = typer.Option(None, "--stop-every", help="--early-stop: steps between checks (10)."),
+        stop_patience: int = typer.Option(None, "--stop-patience", help="--early-stop: passes in a row that end "
+                                          "training (2)."),
         stop_consolidate: int = typer.Option(None, "--stop-consolidate", help="--early-stop: steps trained on "
                                              "after the check has held (0)."),
         dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
@@ -196,12 +201,16 @@ def register(app: typer.Typer) -> None:
         lambda_feature: float = typer.Option(None, help="Feature-MSE weight (reference: 0.01)."),
         lambda_perceptual: float = typer.Option(None, help="Perceptual weight (reference: 1)."),
         lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
+        lambda_local: float = typer.Option(None, help="Weight of the local (forgetting) term (reference: 1)."),
+        lambda_adjacency: float = typer.Option(None, help="Adjacency preservation weight (reference: 1)."),
         lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
         lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
         lambda_gate: float = typer.Option(None, help="--field gated/keyed: weight of the gate's membership term "
                                           "(open for the forgotten people, shut for others; default 1)."),
         trajectory: str = typer.Option(None, help="Trajectory term: all (every adapter and latent) | reference "
                                        "(the LEGATO code's: one block, the forgotten latent, last step twice)."),
+        trajectory_site: int = typer.Option(None, help="--trajectory reference: which adapter (index; default "
+                                            "-2, EG3D's b128)."),
         reduction: str = typer.Option(None, help="Adjacency and global terms over their latents: mean | sum "
                                       "(the reference code)."),
         training_camera: str = typer.Option(None, help="Camera per iteration: views (one of the evaluation "
@@ -213,9 +222,9 @@ def register(app: typer.Typer) -> None:
                                           "align (the identity model's own alignment) | reference (the LEGATO/"
                                           "GUIDE code's fixed crop, part of --preset reference; needs ArcFace or "
                                           "CurricularFace)."),
-        perceptual: str = typer.Option("auto", help="auto | lpips | identity-features | multiscale-l1"),
+        perceptual: str = typer.Option(None, help="auto (the default) | lpips | identity-features | multiscale-l1"),
         forget_class: int = typer.Option(None, help="digits-flow only: the class to forget."),
-        n_random: int = typer.Option(100, help="Random latents for id_preservation."),
+        n_random: int = typer.Option(None, help="Random latents for id_preservation (default 100)."),
         n_fid: int = typer.Option(None, help="Samples per FID; default: 5,000 under the reference preset (the "
                                   "papers' protocol; EG3D's default), else 1,000."),
         inception: Path = typer.Option(None, "--inception", help="pytorch-fid / torch-fidelity Inception weights: "
@@ -223,7 +232,9 @@ def register(app: typer.Typer) -> None:
         real_images: Path = typer.Option(None, "--real-images", help="ΔFID_real for a generator without real "
                                          "images of its own (EG3D): a folder of its training images (features "
                                          "cached) or a statistics .npz (mu, sigma)."),
-        eval_every: int = typer.Option(100, help="Collapse-curve evaluation every K steps."),
+        eval_every: int = typer.Option(None, help="Collapse-curve evaluation every K steps (default 100)."),
+        log_every: int = typer.Option(None, help="Losses into log.jsonl every K steps (default 10)."),
+        checkpoint_every: int = typer.Option(None, help="A checkpoint in OUT.partial/ every K steps (default 100)."),
         seed: int = typer.Option(0, help="Random seed."),
         resume: bool = typer.Option(False, help="Continue from OUT.partial/checkpoint.pt."),
         overwrite: bool = typer.Option(False, help="Replace an existing OUT."),
@@ -242,6 +253,7 @@ def register(app: typer.Typer) -> None:
                                         "iteration N at a time (less memory; same loss and gradients)."),
     ) -> None:
         """Train adapters (or fine-tune, for the baselines) so IDENTITY can no longer be generated."""
+        given = dict(locals())  # every option under its own name: the settings' names (unlearning.options)
         from legato.errors import InputError
 
         if generator == "lfw-faces" or (Path(generator) / "legato_world.json").is_file():
@@ -255,6 +267,7 @@ def register(app: typer.Typer) -> None:
         if identity is None:
             raise InputError("--identity is required (seed:N, a photo, a folder, latent:FILE or person:N)")
         from legato.generators import load
+        from legato.unlearning import options
         from legato.unlearning.config import UnlearnConfig
         from legato.unlearning.run import unlearn
 
@@ -267,22 +280,8 @@ def register(app: typer.Typer) -> None:
             eg3d_options = EG3DOptions(neural_rendering_resolution=rendering_resolution, ray_chunk=ray_chunk,
                                        gradient_checkpointing=gradient_checkpointing)
         generator = load(spec, device=device, eg3d_options=eg3d_options)
-        config = UnlearnConfig.for_generator(
-            generator, method=method, iterations=iterations, lr=lr, target=target, distance=distance,
-            alpha_max=alpha, hidden=hidden, field=field, gate_hidden=gate_hidden, gate_positives=gate_positives,
-            gate_space=gate_space, gate_floor=gate_floor, t_end=t_end, step_size=step_size, solver=solver, seed=seed,
-            dial=dial, dial_crossing=dial_crossing, early_stop=early_stop, stop_every=stop_every,
-            stop_consolidate=stop_consolidate,
-            perceptual=perceptual, eval_every=eval_every, trajectory=trajectory, reduction=reduction,
-            training_camera=training_camera, preset=preset, identity_crop=identity_crop,
-            lambda_feature=lambda_feature, lambda_perceptual=lambda_perceptual, lambda_identity=lambda_identity,
-            lambda_global_=lambda_global, lambda_trajectory=lambda_trajectory, lambda_gate=lambda_gate,
-            micro_batch=micro_batch,
-            refine_steps=refine_steps, lora_rank=lora_rank, salun_keep=salun_keep,
-            targets_per_step=targets_per_step,
-        )
-        if n_fid is None:
-            n_fid = REFERENCE_N_FID if config.preset == "reference" else 1000
+        config = options.config_for(generator, {name: given[name] for name in options.NAMES})
+        n_random, n_fid = options.evaluation_sizes(config, n_random, n_fid)
         metrics = unlearn(generator, identity, out, config, target_index=target_index,
                           generator_spec=spec,
                           resume=resume, overwrite=overwrite, n_random=n_random, n_fid=n_fid,

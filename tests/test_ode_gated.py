@@ -126,10 +126,12 @@ def test_the_membership_term_teaches_the_gate_who_is_forgotten():
     """Trained on the membership term alone, the gate opens for the forgotten latents and shuts for others,
     whose conditions it keeps in a buffer between steps."""
     from legato.unlearning.methods.base import Trainable
+    from legato.unlearning.methods.gates import GateMembership
 
     model = TinyGenerator()
     adapters = attach(model, ["layer"], field="gated", hidden=16)
-    trainable = Trainable("legato", model, list(adapters.parameters()), adapter_set=adapters)
+    trainable = Trainable("legato", model, list(adapters.parameters()), adapter_set=adapters,
+                          membership=GateMembership(adapters))
     opt = torch.optim.Adam(adapters.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     forgotten = model.mapping(torch.randn(3, 6, generator=g))
@@ -138,14 +140,14 @@ def test_the_membership_term_teaches_the_gate_who_is_forgotten():
     for _ in range(200):
         w = torch.cat([forgotten, model.mapping(torch.randn(2, 6, generator=g))])
         model(x, w)
-        loss = trainable.gate_loss(targets, ~targets, torch.zeros(()))
+        loss = trainable.membership_loss(targets, ~targets, torch.zeros(()))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert trainable.gate_buffer["layer"].shape == (400, 6)  # every step's two others kept
+    assert trainable.membership.bank["layer"].shape == (400, 6)  # every step's two others kept
     field = adapters.adapter("layer").field
     with torch.no_grad():
         assert field.openness(forgotten).min() > 0.8
         assert field.openness(model.mapping(torch.randn(500, 6, generator=g))).mean() < 0.3
     # records are consumed: without a gated field's forward, the term is zero
-    assert trainable.gate_loss(targets, ~targets, torch.zeros(())).item() == 0.0
+    assert trainable.membership_loss(targets, ~targets, torch.zeros(())).item() == 0.0

@@ -161,16 +161,16 @@ def test_a_gated_set_trains_its_gate_and_reloads(tmp_path):
 def test_gate_positives_choose_which_rows_open_the_gate(tmp_path, monkeypatch, positives, opened):
     """`--gate-positives neighbourhood` teaches the gate to open for the adjacency latents too (one target,
     two adjacency latents, two global ones); the global rows are the negatives either way."""
-    from legato.unlearning.methods.base import Trainable
+    from legato.unlearning.methods.gates import GateMembership
 
     seen = []
-    real = Trainable.gate_loss
+    real = GateMembership.loss
 
     def recording(self, targets, others, reference):
         seen.append((targets.tolist(), others.tolist()))
         return real(self, targets, others, reference)
 
-    monkeypatch.setattr(Trainable, "gate_loss", recording)
+    monkeypatch.setattr(GateMembership, "loss", recording)
     cfg = config(field="gated", iterations=1, n_adjacent=2, n_global=2, gate_positives=positives)
     unlearn("toy", "seed:5", tmp_path / positives, cfg, **FAST)
     targets, others = seen[0]

@@ -105,8 +105,8 @@ class GatedField(_SwitchedField):
     A field on features alone changes every face that resembles the forgotten ones; forgetting many people
     then trades directly against preservation (docs/many.md). In W the people are far apart, so the gate
     can learn to open for the forgotten people and close for everyone else (the membership term,
-    `Trainable.gate_loss`). It needs a site whose second input is the latent `[B, w_dim]` (the modulated convs of
-    StyleGAN2, EG3D and SynthFaces). The gate starts half open (σ(0)); the field's last layer is zero, so a
+    `unlearning.methods.gates`). It needs a site whose second input is the latent `[B, w_dim]` (the modulated
+    convs of StyleGAN2, EG3D and SynthFaces). The gate starts half open (σ(0)); the field's last layer is zero, so a
     new gated adapter is still the identity. Parameters: 2·C·hidden + hidden + C + w_dim·hidden + 2·hidden + 1.
     """
 

@@ -44,7 +44,7 @@ class LossWeights:
     global_: float = 1.0
     trajectory: float = 1.0
     # the gated field (`--field gated`): its gate is taught directly who is forgotten (the forgotten latents
-    # open, others' latents shut; `Trainable.gate_loss`); no effect on other fields
+    # open, others' latents shut; `methods.gates.GateMembership`); no effect on other fields
     gate: float = 1.0
 
 

@@ -139,7 +139,7 @@ def _chunk_terms(source, trainable: Trainable, inp_u, inp_s, cams, rows: tuple[i
         # negatives are drawn once, so chunks give the whole batch's term, gradients and random draws)
         row = torch.arange(n_all, device=img_u.device)
         n_open = n_targets if n_gate_open is None else n_gate_open
-        gate = trainable.gate_loss(row < n_open, row >= n_loc, zero)
+        gate = trainable.membership_loss(row < n_open, row >= n_loc, zero)
     else:
         gate = zero
     total = (w.local * local + w.adjacency * adjacency + w.global_ * global_ + w.trajectory * trajectory
@@ -190,32 +190,6 @@ def _backward_local_loss(source, trainable: Trainable, ws_u, ws_t, views, w, per
                 img_s, feat_s = _render(source, ws_t[j:j + 1], cam, 1, bool(w.feature))
             loss = _local_terms((img_u, img_s, feat_u, feat_s), slice(0, 1), w, perceptual, identity_model, crop)
             (loss / (views.shape[0] * n)).backward()
-
-
-def _remember_forgotten(trainable: Trainable, ws_u: torch.Tensor, camera: torch.Tensor, chunk: int = 16,
-                        source=None, identity_model=None) -> None:
-    """The keyed field's gate opens at the forgotten latents: give it the latent each site sees for each of
-    them (at every start, a resumed one too: the keys follow from `ws_u`, the checkpoint holds none). In the
-    identity and embedding spaces it also needs its map, fitted on `source` at the same view from seeded
-    latents, so a resumed or extended run fits the same map."""
-    adapter_set = trainable.adapter_set
-    if adapter_set is None or adapter_set.config.field != "keyed":
-        return
-    field = adapter_set.adapter(adapter_set.sites[0]).field
-    if field.awaits_map:
-        from legato.unlearning.gate_space import embedding_map, identity_projection
-
-        center, scale = adapter_set.gate_standardisation()
-        if field.space == "embedding":
-            adapter_set.set_gate_embedding_map(embedding_map(source, identity_model, center, scale, camera))
-        else:
-            adapter_set.set_gate_projection(identity_projection(source, identity_model, center, scale, camera))
-    parts = []
-    for a in range(0, ws_u.shape[0], chunk):
-        rows = ws_u[a:a + chunk]
-        parts.append(adapter_set.site_conditions(
-            lambda rows=rows: trainable.unlearned.synthesis(rows, camera.expand(rows.shape[0], -1))))
-    adapter_set.set_gate_keys({site: torch.cat([p[site] for p in parts]) for site in parts[0]})
 
 
 def train(
@@ -285,8 +259,8 @@ class ImageObjective:
         self.trainable.load_state_dict(state)
 
     def setup(self) -> None:
-        _remember_forgotten(self.trainable, self.ws_u, self.views[:1], source=self.source,
-                            identity_model=self.identity_model)
+        for hook in self.trainable.on_setup:  # a field's preparation at every start (the keyed field's keys)
+            hook(self)
 
     def begin(self, start: int) -> None:
         # training mode while training, as the reference code (`generator.train()`): the StyleGAN2 / EG3D

@@ -11,6 +11,7 @@ from legato.ode import attach, load_bundle, save_bundle
 from legato.ode.bundle import PEFT_TYPE
 from legato.unlearning.config import UnlearnConfig
 from legato.unlearning.methods.base import UNREADABLE, LoadedResult, Method, Trainable, bundle_peft_type
+from legato.unlearning.methods.gates import GateMembership, keyed_setup
 
 
 def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Trainable:
@@ -27,7 +28,9 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
     return Trainable(config.method, generator, list(named.values()), adapter_set=adapter_set, dial=adapter_set,
                      uses_trajectory=config.method == "legato", trajectory_mode=config.trajectory,
                      trajectory_site=config.trajectory_site, _named=named,
-                     save_fn=lambda directory, metadata: save_bundle(adapter_set, directory, metadata=metadata))
+                     save_fn=lambda directory, metadata: save_bundle(adapter_set, directory, metadata=metadata),
+                     membership=GateMembership(adapter_set),
+                     on_setup=[keyed_setup(adapter_set, generator)] if config.field == "keyed" else [])
 
 
 def _named_parameters(adapter_set) -> dict:

@@ -19,8 +19,14 @@ from torch import nn
 from legato.unlearning.config import UnlearnConfig
 
 ADAPTER_SET_NAME = "forget"
-GATE_BUFFER = 4096  # conditions of people not forgotten kept per site for the gate's membership term
-GATE_NEGATIVES = 256  # of them, drawn each step
+
+
+class Membership(Protocol):
+    """A field's own loss term with state of its own (the gated field's: `methods/gates.py`)."""
+
+    def loss(self, targets: torch.Tensor, others: torch.Tensor, reference: torch.Tensor) -> torch.Tensor: ...
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
 
 class Dial(Protocol):
@@ -48,9 +54,10 @@ class Trainable:
     _named: dict[str, nn.Parameter] = field(default_factory=dict)
     # tensors that are not trained but belong to the run's state (SalUn's mask), checkpointed with it
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)
-    # the gated field: the conditions of people not forgotten seen so far, per site (`gate_loss`); rebuilt
-    # after a resume
-    gate_buffer: dict[str, torch.Tensor] = field(default_factory=dict)
+    # a field's own term and preparation (`methods/gates.py`: the gated field's membership term, checkpointed
+    # with the run; the keyed field's keys, set before every start with the objective at hand)
+    membership: Membership | None = None
+    on_setup: list[Callable[[object], None]] = field(default_factory=list)
 
     def num_trainable(self) -> int:
         """Parameters the method may change (for SalUn: the unmasked ones)."""
@@ -60,8 +67,8 @@ class Trainable:
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: p.detach().clone() for k, p in self._named.items()}
         state.update({f"buffer::{k}": b.clone() for k, b in self.buffers.items()})
-        # the gate's bank of other people's latents, so that a resumed run draws its negatives as before
-        state.update({f"gate_buffer::{site}": bank.clone() for site, bank in self.gate_buffer.items()})
+        if self.membership is not None:
+            state.update(self.membership.state_dict())
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -70,7 +77,8 @@ class Trainable:
                 p.copy_(state[k])
             for k, b in self.buffers.items():
                 b.copy_(state[f"buffer::{k}"])
-        self.gate_buffer = {k.split("::", 1)[1]: v.clone() for k, v in state.items() if k.startswith("gate_buffer::")}
+        if self.membership is not None:
+            self.membership.load_state_dict(state)
 
     def trajectory_loss(self, reference: torch.Tensor, forgotten_row: int | None = 0) -> torch.Tensor:
         """The trajectory term of the forward calls since the last call (their records are consumed).
@@ -82,33 +90,12 @@ class Trainable:
                                                        row=forgotten_row)
         return loss if self.uses_trajectory else loss.detach() * 0
 
-    def gate_loss(self, targets: torch.Tensor, others: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """The gated field's membership term for the forward calls since the last call (records consumed).
-
-        At every site the gate should open for the forgotten latents (`targets`, a `[batch]` mask of the
-        rows; with `--gate-positives neighbourhood` their adjacency latents too) and shut for everyone else.
-        The others are the global rows, kept in a buffer of up to `GATE_BUFFER` conditions per site: a step
-        renders 2 random people, too few to teach a classifier, but the buffer gives it hundreds at no
-        rendering cost (tests/test_ode_gated.py, docs/many.md). The adjacency rows are otherwise left out: they
-        lie between the forgotten and random people. The term is the class-balanced binary cross-entropy,
-        averaged over the sites; zero without a gate.
-        """
-        conditions = self.adapter_set.gate_conditions() if self.adapter_set is not None else {}
-        if not conditions:
+    def membership_loss(self, targets: torch.Tensor, others: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """The gated field's membership term (`methods/gates.py`) for the forward calls since the last call;
+        zero for a trainable without one."""
+        if self.membership is None:
             return reference.new_zeros(())
-        terms = []
-        for site, cond in conditions.items():
-            field = self.adapter_set.adapter(site).field
-            bank = torch.cat([self.gate_buffer.get(site, cond[:0]), cond[others.to(cond.device)]])[-GATE_BUFFER:]
-            self.gate_buffer[site] = bank
-            term = reference.new_zeros(())
-            if targets.any():
-                term = term - torch.log(field.openness(cond[targets.to(cond.device)]).clamp_min(1e-6)).mean()
-            if bank.shape[0]:
-                pick = bank[torch.randperm(bank.shape[0], device=bank.device)[:GATE_NEGATIVES]]
-                term = term - torch.log((1 - field.openness(pick)).clamp_min(1e-6)).mean()
-            terms.append(term / 2)
-        return torch.stack(terms).mean()
+        return self.membership.loss(targets, others, reference)
 
     def save(self, directory: Path, metadata: dict) -> None:
         if self.save_fn is None:

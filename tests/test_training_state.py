@@ -31,3 +31,31 @@ def test_warmup_then_cosine():
     assert warmup_cosine(1.0, 0, 10, 100) < warmup_cosine(1.0, 9, 10, 100)
     assert abs(warmup_cosine(1.0, 50, 10, 100) - 0.5) < 1e-9
     assert warmup_cosine(1.0, 99, 10, 100) < 0.01
+
+
+def test_a_damaged_checkpoint_is_one_clear_error_and_no_code_runs(tmp_path):
+    import pickle
+
+    import pytest
+
+    from legato.errors import CheckpointError
+    from legato.training_state import read_state, write_state
+
+    path = tmp_path / "c.pt"
+    write_state(path, {"step": 3, "w": torch.ones(2)})
+    data = path.read_bytes()
+    assert read_state(path)["step"] == 3 and read_state(tmp_path / "none.pt") is None
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        read_state(path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran code from the file",))
+
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError):
+        read_state(path)
+    write_state(path, {"a": 1})
+    path.write_bytes(data)  # intact again
+    assert read_state(path)["step"] == 3

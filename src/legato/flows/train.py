@@ -7,7 +7,6 @@ of the weights is what gets shipped. Training checkpoints every `checkpoint_ever
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -18,7 +17,8 @@ import torch
 from torch import nn
 
 from legato.errors import TrainingError
-from legato.files import atomic_write_bytes, atomic_write_text
+from legato.files import atomic_write_text
+from legato.training_state import read_state, write_state
 
 
 @dataclass
@@ -92,8 +92,8 @@ def train_flow(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     start, elapsed = 0, 0.0
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = read_state(ckpt_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -114,19 +114,9 @@ def train_flow(
                 entry = {"step": done, "loss": loss_avg, "lr": _lr_at(step, cfg), "wall_s": time.time() - t0}
                 with open(log_path, "a") as f:
                     f.write(json.dumps(entry) + "\n")
-                buf = io.BytesIO()
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "ema": ema.state_dict(),
-                        "opt": opt.state_dict(),
-                        "generator": gen.get_state(),
-                        "step": done,
-                        "elapsed": time.time() - t0,
-                    },
-                    buf,
-                )
-                atomic_write_bytes(ckpt_path, buf.getvalue())
+                write_state(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                        "opt": opt.state_dict(), "generator": gen.get_state(), "step": done,
+                                        "elapsed": time.time() - t0})
     wall = time.time() - t0
     summary = {
         "steps": cfg.steps,

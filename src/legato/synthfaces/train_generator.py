@@ -21,6 +21,7 @@ from legato.errors import InputError
 from legato.synthfaces import params as P
 from legato.synthfaces.generator import GeneratorConfig, SynthFacesGenerator, config_from_json, save_generator
 from legato.synthfaces.renderer import MASK_NAMES, feature_regions, render, render_with_masks
+from legato.training_state import read_state, write_state
 
 DEFAULT_SECONDS = 3300  # fits the one-hour budget on a 2-core CPU, with time to spare for w_avg and saving
 
@@ -288,7 +289,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         gen = grow_generator(base, config or base.config, seed=seed).requires_grad_(True).train()
     else:
         gen = SynthFacesGenerator(config or GeneratorConfig())
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.is_file() else None
+    ck = read_state(ckpt_path)
     if ck is not None and ck.get("config"):  # the network this run trains (a grown one differs from the default)
         gen = SynthFacesGenerator(config_from_json(ck["config"]))
     aux = _mask_head(gen) if mask_weight or (ck is not None and "aux" in ck) else None
@@ -334,7 +335,6 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         return (elapsed() - cycle["start_seconds"]) / cycle["seconds"]
 
     def save_ckpt():
-        tmp = ckpt_path.with_suffix(".tmp")
         state = {"model": gen.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
                  "elapsed": elapsed(), "cycles": json.dumps(cycles), "config": json.dumps(asdict(gen.config))}
         if aux is not None:
@@ -342,8 +342,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
         for key, net, net_opt in (("critic", critic, critic_opt), ("mouth_critic", mouth_critic, mouth_critic_opt)):
             if net is not None:
                 state[key], state[f"{key}_opt"] = net.state_dict(), net_opt.state_dict()
-        torch.save(state, tmp)
-        tmp.replace(ckpt_path)
+        write_state(ckpt_path, state)
 
     log = open(log_path, "a")  # noqa: SIM115
     ema = d_ema = mouth_d_ema = None

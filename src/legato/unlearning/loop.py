@@ -18,7 +18,6 @@ An objective provides:
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 import torch
 
 from legato.files import atomic_write_bytes
+from legato.training_state import read_state, write_state
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -79,8 +79,7 @@ class TrainResult:
 
 def save_checkpoint(work: Path, step: int, objective: Objective, opt, rng: torch.Generator, elapsed: float,
                     forget: tuple, passes: int = 0, stop_at: int | None = None) -> None:
-    buf = io.BytesIO()
-    torch.save({
+    write_state(work / CHECKPOINT, {
         "step": step,
         "trainable": objective.state_dict(),
         "optimizer": opt.state_dict(),
@@ -90,15 +89,11 @@ def save_checkpoint(work: Path, step: int, objective: Objective, opt, rng: torch
         "forget": list(forget),
         "stop_passes": passes,
         "stop_at": stop_at,
-    }, buf)
-    atomic_write_bytes(work / CHECKPOINT, buf.getvalue())
+    })
 
 
 def load_checkpoint(work: Path):
-    path = work / CHECKPOINT
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state(work / CHECKPOINT)
 
 
 def truncate_log(path: Path, last_step: int) -> None:

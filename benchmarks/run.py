@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from legato.unlearning.run_folder import read_people
+
 ROOT = Path(__file__).resolve().parent
 METHODS = ("legato", "guide", "residual", "lora", "salun", "baseline")  # legato.unlearning.config.METHODS
 DIAL_METHODS = ("legato", "residual", "lora")  # the methods with a strength dial
@@ -201,7 +203,6 @@ def plot_curves(curves: dict, path: Path, when: str, budget: int | None = None) 
 
 def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
     """Train one run, then sweep its dial: identity scores and the forgotten face's sharpness at each strength."""
-    from safetensors.torch import load_file
 
     from legato.evaluation.quality import target_quality
     from legato.evaluation.sweep import DEFAULT_STRENGTHS, run_sweep
@@ -211,7 +212,7 @@ def _dial_one(spec: str, method: str, out: Path, mode: dict) -> dict:
     metrics = run_one(spec, method, out, mode)
     source = load_generator().eval().requires_grad_(False)
     result = load_result(out / "adapter", load_generator().eval().requires_grad_(False))
-    saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
+    saved = read_people(out)
     ws, held = saved["ws"], saved.get("held_out_ws")
     # judged by the backend's independent judge (run_sweep's default), as the run's own verdicts are
     sweep = run_sweep(source, result.unlearned, result.dial, ws, held, DEFAULT_STRENGTHS,
@@ -382,9 +383,7 @@ def _forget_many(method: str, mode: dict, out: Path) -> list[tuple[int, float, f
 
 
 def load_file_ws(run_dir: Path) -> torch.Tensor:
-    from safetensors.torch import load_file
-
-    return load_file(str(run_dir / "adapter" / "target_ws.safetensors"))["ws"]
+    return read_people(run_dir)["ws"]
 
 
 def controllability(out: Path) -> dict:

@@ -53,7 +53,7 @@ def test_a_damaged_checkpoint_is_one_clear_error_and_no_code_runs(tmp_path):
         def __reduce__(self):
             return (print, ("ran code from the file",))
 
-    path.write_bytes(pickle.dumps(Evil()))
+    path.write_bytes(pickle.dumps(Evil(), protocol=2))
     with pytest.raises(CheckpointError):
         read_state(path)
     write_state(path, {"a": 1})

@@ -12,8 +12,6 @@ import typer
 
 from legato.cli import run_options
 
-TARGET_FILE = "target_ws.safetensors"  # written by `legato unlearn` into the adapter folder
-
 
 @dataclass
 class Pair:
@@ -53,20 +51,14 @@ def load_target(adapter_dir: Path | None, identity: str | None, generator, targe
 
         ident = resolve_identity(identity, generator, target_index=target_index, seed=seed)
         return ident.ws, ident.held_out_ws, ident.description
-    from legato.errors import CheckpointError, InputError
+    from legato.errors import InputError
+    from legato.unlearning.run_folder import PEOPLE_FILE, read_people
 
-    path = None if adapter_dir is None else Path(adapter_dir) / TARGET_FILE
+    path = None if adapter_dir is None else Path(adapter_dir) / PEOPLE_FILE
     if path is None or not path.is_file():
-        raise InputError(f"no --identity given and no {TARGET_FILE} in the adapter folder; "
+        raise InputError(f"no --identity given and no {PEOPLE_FILE} in the adapter folder; "
                          "give --identity seed:N | PHOTO | FOLDER | latent:FILE | person:N")
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from e
-    if "ws" not in tensors:
-        raise CheckpointError(f"{path} has no tensor 'ws' (has {sorted(tensors)})")
+    tensors = read_people(adapter_dir)
     device = generator.w_avg.device
     held = tensors.get("held_out_ws")
     return tensors["ws"].float().to(device), None if held is None else held.float().to(device), \

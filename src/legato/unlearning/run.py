@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from legato import __version__
-from legato.errors import InputError, TrainingError
+from legato.errors import InputError, LegatoError, TrainingError
 from legato.files import atomic_write_json
 from legato.inversion.sources import IdentitySource, resolve_identity
 from legato.unlearning import run_folder
@@ -27,8 +26,6 @@ from legato.unlearning.methods import build, warm_start
 from legato.unlearning.methods import get as get_method
 from legato.unlearning.targets import typical_distance, ufo_target
 from legato.unlearning.trainer import train
-
-TARGET_FILE = "target_ws.safetensors"
 
 
 def freeze(model):
@@ -256,10 +253,7 @@ def unlearn(
         "method": config.method, "generator": generator_spec, "identity": ident.to_json(),
         "metrics": {k: metrics.get(k) for k in ("id_target", "id_others", "id_preservation", "fid_pre")},
     })
-    tensors = {"ws": ws_u.cpu().contiguous(), "target": ws_t.cpu().contiguous()}
-    if ident.held_out_ws is not None:
-        tensors["held_out_ws"] = ident.held_out_ws.cpu().contiguous()
-    save_file(tensors, str(adapter_dir / TARGET_FILE))
+    run_folder.write_people(adapter_dir, ws_u, ws_t, ident.held_out_ws)
     atomic_write_json(work / "config.json", {
         "config": config.to_dict(), "generator": generator_spec, "identity": ident.to_json(),
         "target_index": target_index, "refine_steps": config.refine_steps, "n_random": n_random, "n_fid": n_fid,
@@ -303,18 +297,16 @@ def _adapter_folder(extend: str | Path) -> Path:
 
 
 def _previous_people(extend: str | Path, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forgotten latents and their targets of the run `extend` continues (from its target file)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = _adapter_folder(extend) / TARGET_FILE
+    """The forgotten latents and their targets of the run `extend` continues (from its people file)."""
+    folder = _adapter_folder(extend)
+    path = folder / run_folder.PEOPLE_FILE
     if not path.is_file():
-        raise InputError(f"--extend {path.parent}: it has no {TARGET_FILE}, so its people cannot be replayed; "
-                         "give a folder written by legato unlearn")
+        raise InputError(f"--extend {folder}: it has no {run_folder.PEOPLE_FILE}, so its people cannot be "
+                         "replayed; give a folder written by legato unlearn")
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"--extend: cannot read {path}: {e}") from e
+        tensors = run_folder.read_people(folder)
+    except LegatoError as e:
+        raise InputError(f"--extend: {e}") from e
     ws, target = tensors.get("ws"), tensors.get("target")
     if ws is None or target is None or ws.shape != target.shape or ws.shape[1:] != like.shape[1:]:
         raise InputError(f"--extend: {path} does not hold latents of this generator (ws and target "

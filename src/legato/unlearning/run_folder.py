@@ -61,3 +61,43 @@ def finish(work: Path, out: str | Path) -> Path:
         shutil.rmtree(out)
     os.replace(work, out)
     return out
+
+
+PEOPLE_FILE = "target_ws.safetensors"  # in OUT/adapter/: the forgotten latents, their targets, held-out photos
+
+
+def write_people(adapter_dir: Path, ws, target, held_out_ws=None) -> Path:
+    """The latents a result forgot (`ws`, `[N, num_ws, w_dim]`), their targets and any held-out photos'
+    latents, beside the result (what `legato evaluate` re-judges and `--extend` replays)."""
+    from safetensors.torch import save_file
+
+    tensors = {"ws": ws.cpu().contiguous(), "target": target.cpu().contiguous()}
+    if held_out_ws is not None:
+        tensors["held_out_ws"] = held_out_ws.cpu().contiguous()
+    path = Path(adapter_dir) / PEOPLE_FILE
+    save_file(tensors, str(path))
+    return path
+
+
+def read_people(adapter_dir: str | Path) -> dict:
+    """What `write_people` wrote in a run's `adapter/` folder (or the run folder itself): `ws`, `target`
+    and, when there were held-out photos, `held_out_ws`. A missing or damaged file is one clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from legato.errors import CheckpointError
+
+    folder = Path(adapter_dir)
+    if (folder / "adapter" / PEOPLE_FILE).is_file():
+        folder = folder / "adapter"
+    path = folder / PEOPLE_FILE
+    if not path.is_file():
+        raise InputError(f"{folder} has no {PEOPLE_FILE}: give a run folder (or its adapter/) written by "
+                         "legato unlearn")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from e
+    if "ws" not in tensors:
+        raise CheckpointError(f"{path} has no tensor 'ws' (has {sorted(tensors)})")
+    return tensors

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,7 +34,9 @@ def read_state(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of odd pickle protocols in a damaged file: it is refused
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 (truncated zip, foreign pickle, …: all the same to the user)
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to start "
                               "over") from e

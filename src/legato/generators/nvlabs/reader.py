@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,13 @@ def _persistent(meta: dict) -> NetworkRecord:
 def _storage_from_bytes(data: bytes):
     """`torch.storage._load_from_bytes`, but with the tensor-only loader (it would otherwise unpickle freely)."""
     try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch warns of odd pickle protocols in damaged data: it is refused
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - any failure means the storage cannot be trusted
-        raise CheckpointError(f"a tensor storage in the pickle could not be read safely: {e}") from e
+        # torch's own message is many lines and suggests weights_only=False, which would run code from the file
+        raise CheckpointError(f"a tensor storage in the pickle is damaged or not plain tensor data "
+                              f"({type(e).__name__})") from e
 
 
 def _numpy_scalar(dtype: np.dtype, data: bytes | None = None):
@@ -208,7 +213,8 @@ def read_network_pickle(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: {e}") from e
     except FileNotFoundError as e:
         raise CheckpointError(f"{path} does not exist") from e
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError) as e:
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError) as e:  # a damaged file (a length can ask for any size)
         raise CheckpointError(f"{path} is not a readable network pickle ({type(e).__name__}: {e})") from e
     if isinstance(data, NetworkRecord):
         return {"G_ema": data}

@@ -123,8 +123,8 @@ def table(out: Path) -> str:
     commits = sorted({(r["dial"] or {}).get("commit", "") for r in rows} - {""}) or [_commit()]
     people = sorted({r["person"] for r in rows})
     lines = [f"lfw-faces, each person forgotten alone with the defaults, judged by dlib; {len(people)} people; "
-             f"mean ± 95% t-interval over the people (rates in %); {cpu_name()}, one torch thread per job, two "
-             f"jobs at once; commit {', '.join(commits)}, {date.today().isoformat()}; "
+             f"mean ± 95% t-interval over the people (rates in %); {cpu_name()}, one torch thread per job, one or "
+             f"two jobs at once; commit {', '.join(commits)}, {date.today().isoformat()}; "
              f"attack {ATTACK_STEPS} steps, {ATTACK_SAMPLES} samples; dial {DIAL_SAMPLES} samples at "
              f"s = {', '.join(f'{s:g}' for s in DIAL)}.", "",
              "| method | people | trained params | train s | wall s | forgotten: recognised after | forgotten ✔ | "

@@ -268,3 +268,29 @@ def field_tensors(field):
     from legato.ode.fields import EMBEDDING_MAP
 
     return {name: getattr(field, name) for name in EMBEDDING_MAP}
+
+
+def test_a_fitted_gate_map_is_kept_for_the_next_run_and_equals_a_fresh_fit(tmp_path, monkeypatch):
+    from legato.unlearning import gate_space
+
+    monkeypatch.setenv("LEGATO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEGATO_NO_CACHE", raising=False)
+    gen = _keyed_toy(gate_space="embedding")[0]
+    args = (gen, gen.identity_model(), torch.zeros(gen.w_dim), torch.ones(gen.w_dim), gen.views(1))
+    fits = []
+    real = gate_space._fit_embedding_map
+    monkeypatch.setattr(gate_space, "_fit_embedding_map", lambda *a: fits.append(1) or real(*a))
+    first = gate_space.embedding_map(*args, n=128, hidden=8, steps=20)
+    again = gate_space.embedding_map(*args, n=128, hidden=8, steps=20)
+    assert len(fits) == 1 and len(list((tmp_path / "cache" / "gate-maps").iterdir())) == 1
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    monkeypatch.setenv("LEGATO_NO_CACHE", "1")  # a fresh fit gives the kept one, bit for bit
+    fresh = gate_space.embedding_map(*args, n=128, hidden=8, steps=20)
+    assert len(fits) == 2 and all(torch.equal(first[k], fresh[k]) for k in first)
+    monkeypatch.delenv("LEGATO_NO_CACHE")
+    gate_space.embedding_map(*args, n=128, hidden=8, steps=21)  # another setting: another entry
+    assert len(fits) == 3
+    with torch.no_grad():  # other weights: another entry
+        next(gen.parameters()).add_(1.0)
+    gate_space.embedding_map(*args, n=128, hidden=8, steps=20)
+    assert len(fits) == 4

@@ -3,6 +3,7 @@ reimplementation of a pickled network (StyleGAN2, EG3D) shares."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -21,11 +22,13 @@ def construct_and_load(cls: type[nn.Module], kwargs: Mapping, tensors: Mapping[s
     try:
         net = cls(**kwargs)
     except constructor_errors as e:
-        raise CheckpointError(f"{source}: unexpected {kind} constructor arguments ({e})") from e
+        raise CheckpointError(f"{source}: unexpected {kind} constructor arguments ({' '.join(str(e).split())})") from e
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
+        detail = " ".join(str(e).split())  # torch's report spans lines: one line for the user
+        detail = re.sub(r"^Error\(s\) in loading state_dict for \w+:\s*", "", detail)
         raise CheckpointError(f"{source}: the {kind} tensors do not fit the network built from its arguments: "
-                              f"{str(e)[:800]}") from e
+                              f"{detail[:400]}") from e
     return net

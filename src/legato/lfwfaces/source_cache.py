@@ -9,8 +9,6 @@ seed, sampler settings), so an entry never outlives the model it came from. A da
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,30 +30,10 @@ def weights_sha256(folder: str | Path) -> str:
     return _SHA_BY_FILE[memo]
 
 
-def enabled(cache: bool = True) -> bool:
-    return cache and os.environ.get("LEGATO_NO_CACHE", "") not in ("1", "true", "yes")
-
-
 def cached(world, what: str, key: dict, compute: Callable[[], dict[str, torch.Tensor]],
            cache: bool = True) -> dict[str, torch.Tensor]:
     """`compute()` (a dict of tensors), or the entry kept from an earlier call with the same world and key."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, save
+    from legato.tensor_cache import cached as cached_tensors
 
-    from legato.files import atomic_write_bytes
-    from legato.lfwfaces.data import cache_dir
-
-    if not enabled(cache):
-        return compute()
-    digest = hashlib.sha256(json.dumps({"weights": weights_sha256(world.folder), "what": what, **key},
-                                       sort_keys=True).encode()).hexdigest()
-    path = cache_dir() / "lfw-faces" / "source" / f"{what}-{digest[:32]}.safetensors"
-    if path.is_file():
-        try:
-            return load_file(str(path))
-        except (OSError, ValueError, RuntimeError, SafetensorError):
-            pass  # a damaged entry is recomputed
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, save({k: v.contiguous() for k, v in out.items()}))
-    return out
+    return cached_tensors("lfw-faces/source", what, {"weights": weights_sha256(world.folder), **key}, compute,
+                          cache)

@@ -88,8 +88,14 @@ def load_bundle(
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {directory / WEIGHTS_NAME}: {e}") from e
     fields = {k: config[k] for k in AdapterConfig.__dataclass_fields__ if k in config}
-    adapter_set = attach(model, sites, name=name or config.get("name", "default"),
-                         channels={s: int(c) for s, c in config.get("channels", {}).items()}, **fields)
+    try:
+        channels = {s: int(c) for s, c in (config.get("channels") or {}).items()}
+        adapter_set = attach(model, sites, name=str(name or config.get("name", "default")), channels=channels,
+                             **fields)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:  # a damaged or edited config
+        detail = " ".join(str(e).split())[:160]
+        raise CheckpointError(f"{directory / CONFIG_NAME}: its settings do not make an adapter "
+                              f"({type(e).__name__}: {detail})") from e
     try:
         for site in sites:
             adapter = adapter_set.adapters[_key(site)]

@@ -187,7 +187,7 @@ class KeyedField(_SwitchedField):
             from legato.errors import InputError
 
             raise InputError("set_projection needs a keyed field with gate space 'identity'")
-        self.projection = projection.detach().to(self.center)
+        self.projection = projection.detach().to(self.center).clone()  # each site its own (safetensors)
 
     def set_embedding_map(self, tensors: dict[str, torch.Tensor]) -> None:
         """The embedding space's predictor (`EMBEDDING_MAP`: weights `[in, out]` and biases), space

@@ -46,6 +46,30 @@ MAP_BATCH = 256
 MAP_LR = 1e-3
 
 
+def _cache_key(model, identity_model, center, scale, camera, **settings) -> dict | None:
+    """What a fitted map depends on (both models' weights, the standardisation, the view, the settings), or
+    None when the identity model has no weights to fingerprint (then the map is fitted every time)."""
+    from torch import nn
+
+    from legato.ode.fingerprint import fingerprint
+    from legato.tensor_cache import tensor_digest
+
+    inner = getattr(identity_model, "model", identity_model)
+    if not isinstance(model, nn.Module) or not isinstance(inner, nn.Module):
+        return None
+    return {"model": fingerprint(model), "identity_model": fingerprint(inner),
+            "identity_name": str(getattr(identity_model, "name", type(identity_model).__name__)),
+            "inputs": tensor_digest(center, scale, camera), "device": str(center.device), **settings}
+
+
+def _cached_fit(name: str, key: dict | None, compute):
+    from legato.tensor_cache import cached
+
+    if key is None:
+        return compute()
+    return cached("gate-maps", name, key, compute)
+
+
 @torch.no_grad()
 def _fit_data(model, identity_model, center: torch.Tensor, scale: torch.Tensor, camera: torch.Tensor, n: int,
               seed: int, batch: int, space: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +94,14 @@ def _fit_data(model, identity_model, center: torch.Tensor, scale: torch.Tensor, 
 def identity_projection(model, identity_model, center: torch.Tensor, scale: torch.Tensor, camera: torch.Tensor,
                         n: int = FIT_LATENTS, rank: int = RANK, seed: int = 0, batch: int = 64) -> torch.Tensor:
     """The map `[D, rank]` from standardised latents ((w − center) / scale) into the identity space, fitted on
-    `n` seeded latents of `model` (its `mapping` and `synthesis`) rendered at `camera` `[1, c]`."""
+    `n` seeded latents of `model` (its `mapping` and `synthesis`) rendered at `camera` `[1, c]`. The map is
+    kept in `$LEGATO_CACHE/gate-maps/` for the next run on the same models (`legato.tensor_cache`)."""
+    key = _cache_key(model, identity_model, center, scale, camera, n=n, rank=rank, seed=seed, batch=batch)
+    return _cached_fit("identity-projection", key, lambda: {"projection": _fit_identity_projection(
+        model, identity_model, center, scale, camera, n, rank, seed, batch)})["projection"].to(center)
+
+
+def _fit_identity_projection(model, identity_model, center, scale, camera, n, rank, seed, batch) -> torch.Tensor:
     x, y = _fit_data(model, identity_model, center, scale, camera, n, seed, batch, "identity")
     x = x - x.mean(0)
     y = y - y.mean(0)
@@ -93,7 +124,17 @@ def embedding_map(model, identity_model, center: torch.Tensor, scale: torch.Tens
     """The embedding space's predictor (`ode.fields.EMBEDDING_MAP`): an MLP from standardised latents to the
     identity model's unit embedding of their renders, fitted on `n` seeded latents of `model` rendered at
     `camera` `[1, c]` by `steps` Adam steps on 1 − cosine. Seeded throughout, so a resumed or extended run
-    fits the same map from the same latents."""
+    fits the same map from the same latents; kept in `$LEGATO_CACHE/gate-maps/` for the next run on the same
+    models."""
+    key = _cache_key(model, identity_model, center, scale, camera, n=n, hidden=hidden, steps=steps, seed=seed,
+                     batch=batch)
+    fitted = _cached_fit("embedding-map", key, lambda: _fit_embedding_map(
+        model, identity_model, center, scale, camera, n, hidden, steps, seed, batch))
+    return {name: fitted[name].to(center) for name in EMBEDDING_MAP}
+
+
+def _fit_embedding_map(model, identity_model, center, scale, camera, n, hidden, steps, seed,
+                       batch) -> dict[str, torch.Tensor]:
     x, y = _fit_data(model, identity_model, center, scale, camera, n, seed, batch, "embedding")
     g = torch.Generator().manual_seed(seed)
     d, e = x.shape[1], y.shape[1]

@@ -99,7 +99,14 @@ def load_checkpoint(work: Path):
 def truncate_log(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a kill mid-write
+            continue
+        if isinstance(record, dict) and record.get("step", last_step + 1) <= last_step:
+            keep.append(line)
     atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 

@@ -214,8 +214,10 @@ def read_network_pickle(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise CheckpointError(f"{path} does not exist") from e
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, IndexError, KeyError,
-            MemoryError, OverflowError, RecursionError) as e:  # a damaged file (a length can ask for any size)
-        raise CheckpointError(f"{path} is not a readable network pickle ({type(e).__name__}: {e})") from e
+            MemoryError, OverflowError, RecursionError, RuntimeError) as e:  # a damaged file (a length can ask
+        # for any size, a tensor's rebuild any argument)
+        detail = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path} is not a readable network pickle ({type(e).__name__}: {detail})") from e
     if isinstance(data, NetworkRecord):
         return {"G_ema": data}
     if not isinstance(data, dict):

@@ -20,7 +20,9 @@ from legato.files import atomic_write_bytes
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LEGATO_CACHE", Path.home() / ".cache" / "legato"))
+    """`$LEGATO_CACHE`, else `~/.cache/legato`: the root of everything the project caches."""
+    root = os.environ.get("LEGATO_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "legato"
 
 
 def enabled(cache: bool = True) -> bool:

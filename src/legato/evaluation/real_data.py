@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from legato.errors import InputError
+from legato.tensor_cache import cache_dir as cache_root
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -42,8 +43,7 @@ class RealReference:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("LEGATO_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "legato") / "fid"
+    return cache_root() / "fid"
 
 
 def image_files(folder: Path, n: int) -> list[Path]:

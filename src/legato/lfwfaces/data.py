@@ -20,6 +20,7 @@ import numpy as np
 
 from legato.errors import InputError
 from legato.files import atomic_write_bytes
+from legato.tensor_cache import cache_dir
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,6 @@ def default_lfw_root() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "lfw"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LEGATO_CACHE", Path.home() / ".cache" / "legato"))
 
 
 def images_folder(root: str | Path) -> Path:

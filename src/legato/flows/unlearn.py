@@ -11,7 +11,6 @@ Losses, on straight-path points x_t = (1 − t)·x_0 + t·x_1:
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -204,7 +203,7 @@ def _train(teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearn
            method: str, resume: bool = False, progress: bool = True) -> float:
     """Train through the one loop (its log, checkpoints and progress bar in `work`); returns the training
     seconds (a resumed run's include those before the interruption)."""
-    from legato.unlearning import loop, run_folder
+    from legato.unlearning import loop
 
     settings = loop.LoopSettings(iterations=cfg.steps, lr=cfg.lr, seed=seed, log_every=cfg.log_every,
                                  checkpoint_every=cfg.checkpoint_every, log_first=True)
@@ -362,9 +361,7 @@ def run(
         "strength sweep monotone (forgotten-class accuracy never rises)": metrics["sweep_monotone"],
     }
     # files
-    adapter_dir = tmp / "adapter"
-    if adapter_dir.exists():  # from an evaluation that failed before a resume
-        shutil.rmtree(adapter_dir)
+    adapter_dir = run_folder.result_folder(tmp)
     bundle_meta = {
         "method": method,
         "forget_class": forget_class,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -294,9 +293,7 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
         "trained_fraction": student.num_trainable / unet_params, "train_seconds": round(train_seconds, 1),
         "stop": stop, "config": config.to_dict(),
     })
-    if (tmp / "adapter").exists():  # from an evaluation that failed before a resume
-        shutil.rmtree(tmp / "adapter")
-    _save_result(student, tmp / "adapter", {"method": config.method, "generator": "lfw-faces",
+    _save_result(student, run_folder.result_folder(tmp), {"method": config.method, "generator": "lfw-faces",
                                             "person": world.people[person], "config": config.to_dict()})
     if student.adapters is not None:
         student.adapters.detach()

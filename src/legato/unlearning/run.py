@@ -9,7 +9,6 @@ import copy
 import os
 import platform
 import resource
-import shutil
 import time
 from pathlib import Path
 
@@ -246,9 +245,7 @@ def unlearn(
         "final_losses": result.final_losses,
     }
 
-    adapter_dir = work / "adapter"
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
+    adapter_dir = run_folder.result_folder(work)
     trainable.save(adapter_dir, metadata={
         "method": config.method, "generator": generator_spec, "identity": ident.to_json(),
         "metrics": {k: metrics.get(k) for k in ("id_target", "id_others", "id_preservation", "fid_pre")},

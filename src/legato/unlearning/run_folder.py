@@ -53,6 +53,15 @@ def failure_hint(message: str, work: Path, lr: float) -> str:
             "weights and rerun")
 
 
+def result_folder(work: Path) -> Path:
+    """`work/adapter/`, where the result is saved: emptied of what an earlier attempt (an evaluation that
+    failed before a resume) left there, not yet created."""
+    folder = Path(work) / "adapter"
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
 def finish(work: Path, out: str | Path) -> Path:
     """The finished work folder becomes `out` (its checkpoint removed: a finished run has nothing to resume)."""
     out = Path(out)

@@ -121,6 +121,8 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
             row = {"scenario": scenario, "identity": SCENARIOS[scenario](i), "method": method,
                    **{k: m.get(k) for k in METRICS}, "trainable_params": m["trainable_params"],
                    "seconds": m["seconds"], "seconds_to_forget": m.get("seconds_to_forget"),
+                   "steps": m.get("steps"), "stopped_early": m.get("stopped_early"),
+                   "wall_seconds": round(m.get("wall_seconds", float("nan")), 1),
                    "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
                    "strangers_lost": m.get("id_preservation_lost"),
                    "sweep_spearman": m.get("sweep_spearman_id_target")}
@@ -158,9 +160,34 @@ def write_table(rows: list[dict], out: Path) -> str:
                 + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f} | never"
             )
             lines[-1] += f" | {max(r['peak_rss_mb'] for r in sel):.0f} |"
+    lines += _time_ratio_lines(rows)
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     return table
+
+
+def _time_ratio_lines(rows: list[dict]) -> list[str]:
+    """legato's time against guide's on the same people, run by run (training seconds and whole-run wall
+    seconds; with `--set early_stop=true` the training ends at the verified forget), when both ran."""
+    out = []
+    for scenario in SCENARIOS:
+        by = {(r["identity"], r["method"]): r for r in rows if r["scenario"] == scenario}
+        people = sorted({i for i, m in by if m == "legato" and (i, "guide") in by})
+        if not people:
+            continue
+        pairs = [(by[(i, "legato")], by[(i, "guide")]) for i in people]
+        train = [a["seconds"] / b["seconds"] for a, b in pairs if b["seconds"]]
+        wall = [a["wall_seconds"] / b["wall_seconds"] for a, b in pairs
+                if b.get("wall_seconds") and not math.isnan(b["wall_seconds"])]
+        stopped = {m: sum(bool(r["stopped_early"]) for r in rs) for m, rs in
+                   (("legato", [a for a, _ in pairs]), ("guide", [b for _, b in pairs]))}
+        line = (f"\n{scenario}, legato / guide on the same {len(pairs)} people: training time "
+                f"{statistics.fmean(train):.2f}× (worst {max(train):.2f}×)")
+        if wall:
+            line += f", whole-run wall time {statistics.fmean(wall):.2f}× (worst {max(wall):.2f}×)"
+        line += f"; stopped early: legato {stopped['legato']}/{len(pairs)}, guide {stopped['guide']}/{len(pairs)}"
+        out.append(line)
+    return out
 
 
 def collapse(mode: dict, out: Path) -> dict:

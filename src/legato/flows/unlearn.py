@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -21,6 +21,8 @@ from torch import nn
 from legato.errors import InputError, TrainingError
 from legato.files import atomic_write_json
 from legato.unlearning import run_folder
+from legato.unlearning.methods.base import Trainable
+from legato.unlearning.methods.dials import WeightInterpolation
 
 METHODS = ("legato", "finetune")
 
@@ -61,56 +63,17 @@ class FlowUnlearnConfig:
         return cfg
 
 
-@dataclass
-class _Student:
-    """What training and evaluation need from either method."""
+def _make_trainable(teacher: nn.Module, method: str, cfg: FlowUnlearnConfig) -> Trainable:
+    """The shared methods on a UNet (`unlearning.methods.modules`): adapters on `teacher` itself (its
+    weights frozen; strength 0 is the teacher), or fine-tuning of a copy."""
+    from legato.unlearning.methods.modules import full_finetune, ode_adapters
 
-    model: nn.Module
-    params: list[nn.Parameter]
-    adapters: object | None = None  # AdapterSet for legato
-    teacher_state: dict = field(default_factory=dict)  # fine-tuning: the original weights
-    tuned_state: dict = field(default_factory=dict)  # fine-tuning: the weights after training
-
-    def set_strength(self, s: float) -> None:
-        if self.adapters is not None:
-            self.adapters.strength = s
-            return
-        with torch.no_grad():  # fine-tuning: interpolate between the teacher's and the tuned weights
-            for name, p in self.model.named_parameters():
-                p.copy_(self.teacher_state[name] + s * (self.tuned_state[name] - self.teacher_state[name]))
-
-    def freeze_tuned(self) -> None:
-        if self.adapters is None:
-            self.tuned_state = {k: v.detach().clone() for k, v in self.model.named_parameters()}
-
-
-def _make_student(teacher: nn.Module, method: str, cfg: FlowUnlearnConfig) -> _Student:
     if method == "legato":
-        from legato.ode import attach
-
-        sites = list(cfg.sites)
         modules = dict(teacher.named_modules())
-        channels = {s: _out_channels(modules.get(s), s) for s in sites}
-        adapters = attach(
-            teacher,
-            sites,
-            name="forget",
-            channels=channels,
-            hidden=cfg.hidden,
-            field="unet",
-            t_end=cfg.t_end,
-            step_size=cfg.step_size,
-            method=cfg.solver,
-        )
-        return _Student(teacher, list(adapters.parameters()), adapters=adapters)
-    student = copy.deepcopy(teacher)
-    student.requires_grad_(True)
-    teacher.requires_grad_(False)
-    return _Student(
-        student,
-        list(student.parameters()),
-        teacher_state={k: v.detach().clone() for k, v in teacher.named_parameters()},
-    )
+        channels = {s: _out_channels(modules.get(s), s) for s in cfg.sites}
+        return ode_adapters(teacher, "legato", list(cfg.sites), channels, hidden=cfg.hidden, t_end=cfg.t_end,
+                            step_size=cfg.step_size, solver=cfg.solver)
+    return full_finetune(teacher, method, copy_model=True)
 
 
 def _out_channels(module: nn.Module | None, site: str) -> int:
@@ -124,14 +87,14 @@ def _out_channels(module: nn.Module | None, site: str) -> int:
     )
 
 
-def _teacher_velocity(teacher: nn.Module, student: _Student, x, t, y) -> torch.Tensor:
+def _teacher_velocity(teacher: nn.Module, trainable: Trainable, x, t, y) -> torch.Tensor:
     with torch.no_grad():
-        if student.adapters is not None:
-            student.adapters.enabled = False
+        if trainable.adapter_set is not None:  # the adapters sit on the teacher: switch them off
+            trainable.adapter_set.enabled = False
             try:
                 return teacher(x, t, y)
             finally:
-                student.adapters.enabled = True
+                trainable.adapter_set.enabled = True
         return teacher(x, t, y)
 
 
@@ -140,22 +103,20 @@ class FlowObjective:
     retained-class paths (velocity kept on the teacher's) and of forgotten-class points (velocity sent to
     zero), plus the adapters' trajectory-consistency term."""
 
-    def __init__(self, teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig,
+    def __init__(self, teacher, student: Trainable, data, forget_class: int, cfg: FlowUnlearnConfig,
                  method: str) -> None:
         self.teacher, self.student, self.cfg, self.forget_class = teacher, student, cfg, forget_class
         self.name = f"{method}, class {forget_class}"
-        self.model, self.params = student.model, student.params
+        self.model, self.params = student.unlearned, student.params
         keep = data.train_labels != forget_class
         self.xr, self.yr = data.train_images[keep], data.train_labels[keep]
         self.xf = data.of_class(forget_class)
 
     def state_dict(self) -> dict:
-        s = self.student
-        return s.adapters.state_dict() if s.adapters is not None else s.model.state_dict()
+        return self.student.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        s = self.student
-        (s.adapters if s.adapters is not None else s.model).load_state_dict(state)
+        self.student.load_state_dict(state)
 
     def setup(self) -> None:
         pass
@@ -184,14 +145,11 @@ class FlowObjective:
         xtf = (1 - tf * mix)[:, None, None, None] * x0f + (tf * mix)[:, None, None, None] * x1f
         y_f = torch.full((nf,), self.forget_class, dtype=torch.long)
         v_teacher = _teacher_velocity(self.teacher, student, xtr, tr, y_r)
-        v = student.model(torch.cat([xtr, xtf]), torch.cat([tr, tf]), torch.cat([y_r, y_f]))
+        v = student.unlearned(torch.cat([xtr, xtf]), torch.cat([tr, tf]), torch.cat([y_r, y_f]))
         loss_retain = (v[: len(xtr)] - v_teacher).pow(2).mean()
         loss_forget = v[len(xtr):].pow(2).mean()
-        loss = cfg.lambda_retain * loss_retain + cfg.lambda_forget * loss_forget
-        loss_traj = torch.zeros(())
-        if student.adapters is not None:
-            loss_traj = student.adapters.trajectory_consistency()
-            loss = loss + cfg.lambda_trajectory * loss_traj
+        loss_traj = student.trajectory_loss(loss_forget)  # zero without adapters
+        loss = cfg.lambda_retain * loss_retain + cfg.lambda_forget * loss_forget + cfg.lambda_trajectory * loss_traj
         if not torch.isfinite(loss):
             raise TrainingError(f"the unlearning loss became {loss.item()} at step {step}; lower the lr")
         loss.backward()
@@ -199,7 +157,7 @@ class FlowObjective:
                 "trajectory": loss_traj.item()}
 
 
-def _train(teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, work: Path,
+def _train(teacher, student: Trainable, data, forget_class: int, cfg: FlowUnlearnConfig, seed: int, work: Path,
            method: str, resume: bool = False, progress: bool = True) -> float:
     """Train through the one loop (its log, checkpoints and progress bar in `work`); returns the training
     seconds (a resumed run's include those before the interruption)."""
@@ -212,11 +170,12 @@ def _train(teacher, student: _Student, data, forget_class: int, cfg: FlowUnlearn
                           resume=resume, progress=progress)
     except TrainingError as e:
         raise TrainingError(run_folder.failure_hint(str(e), work, cfg.lr)) from e
-    student.freeze_tuned()
+    if isinstance(student.dial, WeightInterpolation):
+        student.dial.capture()  # the fine-tuned weights are strength 1
     return result.seconds
 
 
-def _evaluate(student: _Student, classifier, forget_class: int, cfg: FlowUnlearnConfig, seed: int):
+def _evaluate(student: Trainable, classifier, forget_class: int, cfg: FlowUnlearnConfig, seed: int):
     """Sample every strength with the same noise; returns (sweep rows, samples per strength, labels)."""
     from legato.flows.metrics import accuracy_by_class
     from legato.flows.sampling import SamplerConfig, noise_for, sample
@@ -227,8 +186,8 @@ def _evaluate(student: _Student, classifier, forget_class: int, cfg: FlowUnlearn
     scfg = SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps)
     rows, images = [], {}
     for s in cfg.strengths:
-        student.set_strength(s)
-        x = sample(student.model, labels, config=scfg, noise=noise)
+        student.dial.strength = s
+        x = sample(student.unlearned, labels, config=scfg, noise=noise)
         acc = accuracy_by_class(classifier, x, labels)
         rows.append(
             {
@@ -239,7 +198,7 @@ def _evaluate(student: _Student, classifier, forget_class: int, cfg: FlowUnlearn
             }
         )
         images[s] = x
-    student.set_strength(1.0)
+    student.dial.strength = 1.0
     return rows, images, labels
 
 
@@ -293,7 +252,7 @@ def run(
     out_dir = Path(out_dir)
     work = run_folder.check(out_dir, resume=resume, overwrite=overwrite)
     torch.manual_seed(seed)  # the adapters' initial weights
-    student = _make_student(teacher, method, cfg)
+    student = _make_trainable(teacher, method, cfg)
     trained = sum(p.numel() for p in student.params)
     tmp = run_folder.start(work, resume=resume)
     train_wall = _train(teacher, student, data, forget_class, cfg, seed, tmp, method, resume, progress)
@@ -302,9 +261,9 @@ def run(
     s1 = next(r for r in sweep if r["strength"] == 1.0)
     retained_mask = labels != forget_class
     # a second teacher draw (other noise) is the reference; teacher-vs-teacher is the floor
-    student.set_strength(0.0)
+    student.dial.strength = 0.0
     ref = sample(
-        student.model,
+        student.unlearned,
         labels[retained_mask],
         noise=noise_for(labels[retained_mask], seed + 2000),
         config=SamplerConfig(method=cfg.sampler_method, steps=cfg.sampler_steps),
@@ -313,12 +272,12 @@ def run(
         samples[0.0][retained_mask]
         if 0.0 in samples
         else sample(
-            student.model, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
+            student.unlearned, labels[retained_mask], noise=noise_for(labels, seed + 1000)[retained_mask]
         )
     )
     def leakage_at(strength: float):
-        student.set_strength(strength)
-        return leakage(student.model, data.of_class(forget_class), data.of_class(forget_class, "test"),
+        student.dial.strength = strength
+        return leakage(student.unlearned, data.of_class(forget_class), data.of_class(forget_class, "test"),
                        forget_class, seed=seed, draws=cfg.leakage_draws)
 
     leak_teacher = leakage_at(0.0)  # strength 0 is the teacher
@@ -368,15 +327,13 @@ def run(
         "generator": "digits-flow",
         "metrics": {"forget_acc": s1["forget_acc"], "retain_acc": s1["retain_acc"]},
     }
-    if student.adapters is not None:
-        from legato.ode import save_bundle
-
-        save_bundle(student.adapters, adapter_dir, metadata=bundle_meta)
-        student.adapters.detach()
+    if student.adapter_set is not None:
+        student.save(adapter_dir, bundle_meta)
+        student.adapter_set.detach()
     else:
         from legato.unlearning.methods.finetune import save_finetuned
 
-        save_finetuned(adapter_dir, student.tuned_state, method,
+        save_finetuned(adapter_dir, student.dial.tuned, method,
                        {**bundle_meta, "unet_config": teacher.config.to_dict()})
     per_row = 8
     retained = [c for c in range(10) if c != forget_class]

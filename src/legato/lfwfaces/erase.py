@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from legato.errors import InputError, TrainingError
+from legato.unlearning.methods.dials import WeightInterpolation
 
 METHODS = ("legato", "residual", "finetune", "lora", "embedding")
 DEFAULT_LR = {"legato": 1e-3, "residual": 1e-3, "finetune": 2e-5, "lora": 1e-3}
@@ -217,99 +218,63 @@ def stop_scores(unet, person: int, states: CheckStates) -> dict:
 
 # -- the trained thing and its dial -------------------------------------------------------------------
 class Student:
-    """The UNet being changed, what trains, and the dial; `teacher` is a frozen copy of the source."""
+    """The person's forgetting on the world's UNet: the shared methods' `Trainable` (what trains, its state
+    and its dial: `unlearning.methods.modules`), the person, and `teacher`, a frozen copy of the source."""
 
     def __init__(self, world, person: int, config: EraseConfig) -> None:
+        from legato.unlearning.methods import modules
+
         self.world, self.person, self.config, self.method = world, person, config, config.method
         self.teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
         self.unet = world.unet
-        self.adapters = None
-        self._source: dict[str, torch.Tensor] = {}
-        self._tuned: dict[str, torch.Tensor] = {}
-        self._lora_layers: list = []
         method = config.method
-        if method in ("legato", "residual"):
-            from legato.ode import attach
-
-            channels = _site_channels(self.unet, config.sites)
-            if method == "legato":
-                ode = dict(t_end=config.t_end, step_size=config.step_size, method=config.solver)
-            else:  # one Euler step of length 1 is exactly x + f(x)
-                ode = dict(t_end=1.0, step_size=1.0, method="euler")
-            self.adapters = attach(self.unet, list(config.sites), name="forget", channels=channels,
-                                   hidden=config.hidden, field="unet", **ode)
-            self.params = list(self.adapters.parameters())
+        if method in modules.ADAPTER_METHODS:
+            self.trainable = modules.ode_adapters(self.unet, method, list(config.sites),
+                                                  _site_channels(self.unet, config.sites), hidden=config.hidden,
+                                                  t_end=config.t_end, step_size=config.step_size,
+                                                  solver=config.solver)
         elif method == "finetune":
-            self.unet.requires_grad_(True)
-            self.params = list(self.unet.parameters())
-            self._source = {k: v.detach().clone() for k, v in self.unet.named_parameters()}
+            self.trainable = modules.full_finetune(self.unet, method, copy_model=False)
         elif method == "lora":
-            from peft import LoraConfig, inject_adapter_in_model
-            from peft.tuners.lora import LoraLayer
+            self.trainable = modules.peft_lora(self.unet, _lora_targets(self.unet, config.sites), config.lora_rank)
+        else:  # embedding: nothing trains; the person's row is overwritten by nobody's (`finish_training`)
+            from legato.unlearning.methods.base import Trainable
 
-            targets = _lora_targets(self.unet, config.sites)
-            inject_adapter_in_model(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_rank,
-                                               target_modules=targets, init_lora_weights=True), self.unet)
-            self._lora_layers = [m for m in self.unet.modules() if isinstance(m, LoraLayer)]
-            self.params = [p for n, p in self.unet.named_parameters() if "lora_" in n]
-            for n, p in self.unet.named_parameters():
-                p.requires_grad_("lora_" in n)
-        else:  # embedding: nothing trains
-            self.params = []
-            emb = self.unet.class_embedding.weight
-            self._source = {"row": emb[person].detach().clone(), "nobody": emb[world.null_class].detach().clone()}
+            weight = self.unet.class_embedding.weight
+            self.trainable = Trainable(method, self.unet, [], dial=WeightInterpolation(
+                {"class_embedding.weight": weight}, {"class_embedding.weight": weight}))
+        self.adapters = self.trainable.adapter_set
+        self.params = self.trainable.params
 
     @property
     def num_trainable(self) -> int:
-        return sum(p.numel() for p in self.params) if self.params else int(self._source["row"].numel())
+        if self.method == "embedding":
+            return int(self.unet.class_embedding.weight.shape[1])  # one row
+        return self.trainable.num_trainable()
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        if self.adapters is not None:
-            return {k: v.detach().clone() for k, v in self.adapters.state_dict().items()}
-        if self.method == "embedding":
-            return {"class_embedding.row": self.unet.class_embedding.weight[self.person].detach().clone()}
-        keep = (lambda n: "lora_" in n) if self.method == "lora" else (lambda n: True)
-        return {k: v.detach().clone() for k, v in self.unet.named_parameters() if keep(k)}
+        return self.trainable.state_dict()
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        if self.adapters is not None:
-            self.adapters.load_state_dict(state)
-            return
-        params = dict(self.unet.named_parameters())
-        with torch.no_grad():
-            for k, v in state.items():
-                params[k].copy_(v)
+        self.trainable.load_state_dict(state)
 
     def trajectory_loss(self) -> torch.Tensor:
-        if self.method == "legato":
-            return self.adapters.trajectory_consistency()
-        if self.adapters is not None:
-            self.adapters.trajectory_consistency()  # clears the recorded states; the residual adds no term
-        return torch.zeros(())
-
-    def finish_training(self) -> None:
-        self.unet.requires_grad_(False)
-        if self.method == "finetune":
-            self._tuned = {k: v.detach().clone() for k, v in self.unet.named_parameters()}
-        if self.method == "embedding":
-            self.set_strength(1.0)
+        """The adapters' trajectory term (`legato`; the residual's records are cleared and add nothing)."""
+        return self.trainable.trajectory_loss(torch.zeros(()))
 
     @torch.no_grad()
-    def set_strength(self, s: float) -> None:
-        from legato.ode.adapter_set import checked_strength
+    def finish_training(self) -> None:
+        self.unet.requires_grad_(False)
+        dial = self.trainable.dial
+        if self.method == "embedding":
+            weight = self.unet.class_embedding.weight
+            weight[self.person] = weight[self.world.null_class]
+        if isinstance(dial, WeightInterpolation):  # what training left is strength 1
+            dial.capture()
+        dial.strength = 1.0
 
-        s = checked_strength(s)
-        if self.adapters is not None:
-            self.adapters.strength = s
-        elif self.method == "finetune":
-            for name, p in self.unet.named_parameters():
-                p.copy_(self._source[name] + s * (self._tuned[name] - self._source[name]))
-        elif self.method == "lora":
-            for layer in self._lora_layers:
-                layer.set_scale("default", s)
-        else:
-            row, nobody = self._source["row"], self._source["nobody"]
-            self.unet.class_embedding.weight[self.person] = row + s * (nobody - row)
+    def set_strength(self, s: float) -> None:
+        self.trainable.dial.strength = s
 
 
 def _site_channels(unet, sites) -> dict[str, int]:

@@ -354,36 +354,23 @@ def load_dial(run_folder: str | Path, generator: str | Path | None = None):
     it (adapter strength, LoRA scale, the weights' or the embedding row's interpolation from the source)."""
     world, unet, person = load_result(run_folder, generator)
     method = json.loads((Path(run_folder) / "metrics.json").read_text())["method"]
-    from legato.ode.adapter_set import checked_strength
+    from legato.unlearning.methods.dials import DialGroup, PeftLoraScale, WeightInterpolation
 
     if method in ("legato", "residual"):
         from legato.ode import adapter_sets
 
-        sets = list(adapter_sets(unet).values())
-
-        def set_strength(s: float) -> None:
-            for a in sets:
-                a.strength = checked_strength(s)
+        dial = DialGroup(adapter_sets(unet).values())
     elif method == "lora":
-        from peft.tuners.lora import LoraLayer
-
-        layers = [m for m in unet.modules() if isinstance(m, LoraLayer)]
-
-        def set_strength(s: float) -> None:
-            for layer in layers:
-                layer.set_scale("default", checked_strength(s))
-    else:  # finetune, embedding: interpolate from the source's tensors to the result's
+        dial = PeftLoraScale(unet)
+    else:  # finetune, embedding: from the source's tensors to the result's
         from legato.lfwfaces.world import load_world
 
-        source = dict(load_world(generator).unet.named_parameters())
-        params = dict(unet.named_parameters())
-        tuned = {k: v.detach().clone() for k, v in params.items() if not torch.equal(v, source[k])}
+        source = {k: v.detach().clone() for k, v in load_world(generator).unet.named_parameters()}
+        dial = WeightInterpolation.of_changed(unet, source)
 
-        @torch.no_grad()
-        def set_strength(s: float) -> None:
-            s = checked_strength(s)
-            for k, v in tuned.items():
-                params[k].copy_(source[k] + s * (v - source[k]))
+    def set_strength(s: float) -> None:
+        dial.strength = s
+
     return world, unet, person, set_strength
 
 

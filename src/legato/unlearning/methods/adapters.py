@@ -24,7 +24,7 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
                         gate_hidden=config.gate_hidden, gate_space=config.gate_space,
                         gate_floor=config.gate_floor)
     adapter_set = attach(generator, generator.adapter_sites(), name=adapter_name, **settings)
-    named = _named_parameters(adapter_set)
+    named = adapter_parameters(adapter_set)
     return Trainable(config.method, generator, list(named.values()), adapter_set=adapter_set, dial=adapter_set,
                      uses_trajectory=config.method == "legato", trajectory_mode=config.trajectory,
                      trajectory_site=config.trajectory_site, _named=named,
@@ -33,7 +33,8 @@ def _build(generator: nn.Module, config: UnlearnConfig, adapter_name: str) -> Tr
                      on_setup=[keyed_setup(adapter_set, generator)] if config.field == "keyed" else [])
 
 
-def _named_parameters(adapter_set) -> dict:
+def adapter_parameters(adapter_set) -> dict:
+    """The adapter set's parameters by `site::name` (the keys of checkpoints and of `--extend`)."""
     return {f"{site}::{n}": p for site in adapter_set.sites for n, p in adapter_set.adapter(site).named_parameters()}
 
 
@@ -45,7 +46,7 @@ def _holds(directory: Path) -> bool:
 def _load(directory: Path, generator: nn.Module) -> LoadedResult:
     adapter_set = load_bundle(directory, generator)
     return LoadedResult(adapter_set.metadata.get("method", "legato"), generator, adapter_set,
-                        state=_named_parameters(adapter_set))
+                        state=adapter_parameters(adapter_set))
 
 
 LEGATO = Method("legato", "Neural-ODE adapters after each synthesis block, base frozen; trajectory-consistency term",

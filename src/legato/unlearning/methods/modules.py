@@ -1,0 +1,68 @@
+"""The methods on a model that is not a GAN: ODE adapters at named blocks, full fine-tuning and PEFT LoRA for
+the diffusion/flow UNets (the digits flow, lfw-faces), each a `Trainable` with its dial, as the GAN methods'
+registry builds them (`methods.REGISTRY`). A backend picks the blocks and saves the result in its format;
+what trains and how its strength turns is the same everywhere:
+
+| method | trains | dial |
+|---|---|---|
+| `legato` | Neural-ODE adapters after the named blocks, model frozen | the ODE's time span (the adapter set) |
+| `residual` | the same field applied once, x + f(x) | the output scale (the adapter set) |
+| fine-tuning | every weight of the model (or of a copy) | `WeightInterpolation`: θ₀ + s·(θ₁ − θ₀) |
+| `lora` | PEFT LoRA on the named modules | `PeftLoraScale`: PEFT's scale |
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from legato.unlearning.methods.adapters import adapter_parameters
+from legato.unlearning.methods.base import ADAPTER_SET_NAME, Trainable
+from legato.unlearning.methods.dials import PeftLoraScale, WeightInterpolation
+
+ADAPTER_METHODS = ("legato", "residual")
+
+
+def ode_adapters(model: nn.Module, method: str, sites: list[str], channels: dict[str, int], *, hidden: int,
+                 t_end: float, step_size: float, solver: str, field: str = "unet",
+                 name: str = ADAPTER_SET_NAME) -> Trainable:
+    """`legato` (the ODE over [0, t_end]) or `residual` (one Euler step of length 1: x + f(x)) adapters
+    attached to `model` at `sites`; the adapter set is the dial and is saved as an adapter bundle."""
+    from legato.ode import attach, save_bundle
+
+    if method not in ADAPTER_METHODS:
+        raise ValueError(f"not an adapter method: {method!r}")
+    ode = (dict(t_end=t_end, step_size=step_size, method=solver) if method == "legato"
+           else dict(t_end=1.0, step_size=1.0, method="euler"))
+    adapter_set = attach(model, list(sites), name=name, channels=channels, hidden=hidden, field=field, **ode)
+    named = adapter_parameters(adapter_set)
+    return Trainable(method, model, list(named.values()), adapter_set=adapter_set, dial=adapter_set,
+                     uses_trajectory=method == "legato", _named=named,
+                     save_fn=lambda directory, metadata: save_bundle(adapter_set, directory, metadata=metadata))
+
+
+def full_finetune(model: nn.Module, method: str, *, copy_model: bool) -> Trainable:
+    """Every weight of `model` trains (of a deep copy with `copy_model`, so `model` stays the source); the
+    dial interpolates from the source's weights to the trained ones (captured by `dial.capture()`, or at
+    the first turn of the dial)."""
+    source = {k: p.detach().clone() for k, p in model.named_parameters()}
+    unlearned = copy.deepcopy(model) if copy_model else model
+    if copy_model:
+        model.requires_grad_(False)
+    unlearned.requires_grad_(True)
+    named = dict(unlearned.named_parameters())
+    return Trainable(method, unlearned, list(named.values()), dial=WeightInterpolation(named, source), _named=named)
+
+
+def peft_lora(model: nn.Module, targets: list[str], rank: int, alpha: float | None = None) -> Trainable:
+    """PEFT LoRA of rank `rank` injected into `model`'s `targets` (B = 0 at the start, so the model starts as
+    the source); only the LoRA tensors train; the dial is PEFT's scale."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
+                                       target_modules=list(targets), init_lora_weights=True), model)
+    named = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    for n, p in model.named_parameters():
+        p.requires_grad_("lora_" in n)
+    return Trainable("lora", model, list(named.values()), dial=PeftLoraScale(model), _named=named)

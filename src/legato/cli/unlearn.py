@@ -9,11 +9,6 @@ import typer
 from legato.cli import run_options
 
 DEMO_PERSON = "person:1000003"  # a fixed held-out SynthFaces person (seeds ≥ 1,000,000 are never trained on)
-# The demo's adapter field: the gated one keeps the other people (preservation 0.988 against 0.912 with the
-# reference's 1×1 field on this person, cycle-5 generator; docs/unlearning.md), which `unlearn` keeps as default
-DEMO_FIELD = "keyed"
-DEMO_GATE_SPACE = "embedding"
-DEMO_GATE_FLOOR = 0.15
 
 
 def _print_table(metrics: dict, out: Path) -> None:
@@ -118,8 +113,7 @@ def register(app: typer.Typer) -> None:
         identity: str = typer.Option(None, "--identity", "-i",
                                      help="(required) seed:N | PHOTO | FOLDER of photos | latent:FILE | person:N | "
                                           "ood-person:N | "
-                                          "@FILE (several people: one of those per line, forgotten by one set; add "
-                                          "--field gated for more than a few)"),
+                                          "@FILE (several people: one of those per line, forgotten by one set)"),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (required)."),
         generator: str = typer.Option("synthfaces", "--generator", "-g",
                                       help="synthfaces | digits-flow | lfw-faces | path to an NVlabs .pkl or an "
@@ -161,18 +155,20 @@ def register(app: typer.Typer) -> None:
                                   "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
                                   "(switched per sample by an MLP on the site's latent; for many people) | keyed "
                                   "(switched by the latent's distance to the forgotten ones, which the adapter "
-                                  "file then holds; for many people) | unet (3×3 "
-                                  "convs with group norm: sees its neighbourhood)."),
+                                  "file then holds; SynthFaces' default, for one person or many) | unet (3×3 "
+                                  "convs with group norm: sees its neighbourhood). Default: the backend's, else "
+                                  "conv1x1."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
         gate_space: str = typer.Option(None, "--gate-space", help="--field keyed: measure the distance to "
                                        "the forgotten latents in the latent itself (latent), after a linear map "
                                        "fitted to the identity model (identity: reaches the person's other "
                                        "photos), or between identity embeddings an MLP predicts from the latent "
-                                       "(embedding: the same reach, fewer lookalike strangers); default latent."),
+                                       "(embedding: the same reach, fewer lookalike strangers); default: SynthFaces "
+                                       "embedding, else latent."),
         gate_floor: float = typer.Option(None, "--gate-floor", help="--field keyed: gate openness below this "
                                          "is 0, so faces far from every forgotten one are exactly the source's "
-                                         "(e.g. 0.05; default 0)."),
+                                         "(default: SynthFaces 0.15, else 0)."),
         gate_positives: str = typer.Option(None, "--gate-positives", help="--field gated: open the gate "
                                            "for the forgotten latents (targets, the default) or for them and their "
                                            "adjacency latents (neighbourhood)."),
@@ -185,13 +181,13 @@ def register(app: typer.Typer) -> None:
                                  "SynthFaces' default)."),
         early_stop: bool = typer.Option(None, "--early-stop/--no-early-stop", help="Stop once the loss's identity "
                                         "model sees the person forgotten (other photos too) and strangers kept, "
-                                        "twice in a row; --iterations stays the bound (default: the backend's; "
-                                        "off under --preset reference)."),
+                                        "twice in a row; --iterations stays the bound (default: on for SynthFaces, "
+                                        "off elsewhere and under --preset reference)."),
         stop_every: int = typer.Option(None, "--stop-every", help="--early-stop: steps between checks (10)."),
         stop_patience: int = typer.Option(None, "--stop-patience", help="--early-stop: passes in a row that end "
                                           "training (2)."),
         stop_consolidate: int = typer.Option(None, "--stop-consolidate", help="--early-stop: steps trained on "
-                                             "after the check has held (0)."),
+                                             "after the check has held (SynthFaces 60, else 0)."),
         dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
                                             "person stops being recognised (default 0.5)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
@@ -298,28 +294,30 @@ def register(app: typer.Typer) -> None:
         n_random: int = typer.Option(30, help="Random people for id_preservation."),
         n_fid: int = typer.Option(300, help="Samples per FID."),
         seed: int = typer.Option(0, help="Random seed."),
-        field: str = typer.Option(DEMO_FIELD, "--field", help="Adapter field (conv1x1: the reference's; "
-                                  "gated: switched per person by a learned gate on the latent; keyed: switched "
-                                  "by the latent's distance to the forgotten one, the demo's default)."),
-        gate_space: str = typer.Option(DEMO_GATE_SPACE, "--gate-space", help="--field keyed: latent | identity | "
-                                       "embedding (see `legato unlearn --help`)."),
-        gate_floor: float = typer.Option(DEMO_GATE_FLOOR, "--gate-floor", help="--field keyed: openness below "
-                                         "this is 0."),
-        early_stop: bool = typer.Option(False, "--early-stop/--no-early-stop", help="Stop once the loss's "
+        field: str = typer.Option(None, "--field", help="Adapter field (default: SynthFaces' own, keyed; "
+                                  "conv1x1: the reference's; see `legato unlearn --help`)."),
+        gate_space: str = typer.Option(None, "--gate-space", help="--field keyed: latent | identity | embedding "
+                                       "(default: embedding)."),
+        gate_floor: float = typer.Option(None, "--gate-floor", help="--field keyed: openness below this is 0 "
+                                         "(default: 0.15)."),
+        early_stop: bool = typer.Option(None, "--early-stop/--no-early-stop", help="Stop once the loss's "
                                         "identity model sees the person forgotten and strangers kept, twice in "
-                                        "a row (`--iterations` stays the upper bound)."),
-        stop_consolidate: int = typer.Option(0, "--stop-consolidate", help="--early-stop: steps trained on "
-                                             "after the check has held."),
+                                        "a row, then train --stop-consolidate more steps (default: on; "
+                                        "`--iterations` stays the upper bound)."),
+        stop_consolidate: int = typer.Option(None, "--stop-consolidate", help="--early-stop: steps trained on "
+                                             "after the check has held (default: 60)."),
     ) -> None:
         """Forget a held-out SynthFaces person from one photo, evaluate on other photos and random others."""
         from legato.synthfaces import load_generator
         from legato.unlearning.config import UnlearnConfig
         from legato.unlearning.run import unlearn
 
-        typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out; {field} field) …")
         generator = load_generator()
         config = UnlearnConfig.for_generator(generator, iterations=iterations, seed=seed, field=field,
                                              gate_space=gate_space, gate_floor=gate_floor, early_stop=early_stop,
                                              stop_consolidate=stop_consolidate)
+        config.validate()
+        typer.echo(f"Forgetting SynthFaces {DEMO_PERSON} from one photo (other photos held out; {config.field} "
+                   f"field{', early stop' if config.early_stop else ''}) …")
         metrics = unlearn(generator, DEMO_PERSON, out, config, overwrite=True, n_random=n_random, n_fid=n_fid)
         _print_table(metrics, out)

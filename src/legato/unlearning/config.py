@@ -18,7 +18,7 @@ TRAINING_CAMERAS = ("views", "continuous")
 # continuous training yaw instead of the evaluation views, and the ID loss's fixed face crop.
 PRESETS = {
     "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous",
-                  "identity_crop": "reference", "dial": "time", "early_stop": False},
+                  "identity_crop": "reference", "dial": "time", "early_stop": False, "field": "conv1x1"},
 }
 IDENTITY_CROPS = ("align", "reference")
 # what the strength dial is trained to mean: "time" (the reference: only the full time span is trained, so
@@ -205,6 +205,10 @@ class UnlearnConfig:
                     setattr(cfg.weights, key[len("lambda_"):], value)
                 else:
                     setattr(cfg, key, value)
+        if cfg.field != "keyed":  # a backend's keyed-gate settings do not follow a run onto another field
+            for key in ("gate_space", "gate_floor"):
+                if key not in given:
+                    setattr(cfg, key, getattr(cls(), key))
         return cfg
 
     def to_dict(self) -> dict:

@@ -85,7 +85,8 @@ def adapter_parameter_count(model: nn.Module, config: UnlearnConfig | None = Non
     for site in model.adapter_sites():
         m = modules[site]
         channels = getattr(m, "out_channels", None) or m.weight.shape[0]
-        adapter = ODEAdapter(int(channels), hidden=config.hidden, field=config.field)
+        adapter = ODEAdapter(int(channels), hidden=config.hidden, field=config.field,
+                             condition_dim=getattr(model, "w_dim", None), gate_hidden=config.gate_hidden)
         total += sum(p.numel() for p in adapter.parameters())
     return total
 

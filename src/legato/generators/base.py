@@ -19,6 +19,10 @@ class Generator(nn.Module, ABC):
     """
 
     name: str = "generator"
+    # how the model frames a face: "ffhq" (NVIDIA's face models, EG3D): a photo is aligned to FFHQ's crop
+    # (eyes and mouth where FFHQ puts them, `inversion.images.align_photo`) before it is inverted; None:
+    # photos are taken as they are (centre-cropped to a square)
+    photo_framing: str | None = None
     z_dim: int
     w_dim: int
     num_ws: int
@@ -84,8 +88,12 @@ class Generator(nn.Module, ABC):
         return None
 
     def inverter(self):
-        """Image → ws encoder for this generator, or None."""
-        return None
+        """Image → ws: by default projection into W+ through `synthesis` from the front camera
+        (`legato.inversion.projection`: NVIDIA's projector schedule, a perceptual distance with an offline
+        fallback, noise maps regularised); a backend with a learned encoder returns that instead."""
+        from legato.inversion.projection import Projector
+
+        return Projector(self)
 
     def real_images(self, n: int, seed: int = 0) -> torch.Tensor | None:
         """`n` images of the data the generator was trained on (for ΔFID_real), or None."""

@@ -41,6 +41,13 @@ class ProjectionConfig:
     lambda_identity: float = 0.1
     lambda_pixel: float = 0.1
     perceptual: str = "auto"  # "auto" | "lpips" | "pyramid"
+    # NVIDIA's projector also optimises StyleGAN2's per-layer noise maps (`noise_const` buffers) beside w,
+    # from fresh Gaussian noise, held to noise by a multi-scale autocorrelation penalty and renormalised
+    # every step. Here the model's own maps are put back afterwards (the generator stays unchanged; the run
+    # renders the latent with them), so maps that took over detail leave the latent short of it: off by
+    # default (docs/nvlabs-pickles.md has the measurement). Ignored for generators without noise maps.
+    optimize_noise: bool = False
+    lambda_noise: float = 1e5
     seed: int = 0
 
     def validate(self) -> None:
@@ -108,6 +115,31 @@ def _lr_at(t: float, cfg: ProjectionConfig) -> float:
     if cfg.lr_rampup > 0:
         ramp = ramp * min(1.0, t / cfg.lr_rampup)
     return cfg.lr * ramp
+
+
+def _noise_buffers(generator: nn.Module) -> dict[tuple[nn.Module, str], torch.Tensor]:
+    """The per-layer noise maps of a StyleGAN2-style synthesis network (buffers named `noise_const`)."""
+    found = {}
+    for module in generator.modules():
+        buf = module._buffers.get("noise_const")
+        if buf is not None:
+            found[(module, "noise_const")] = buf
+    return found
+
+
+def noise_regularisation(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The StyleGAN2 projector's penalty on noise maps that carry structure: the squared autocorrelation
+    with a one-pixel shift, down and across, at every scale of the map's pyramid down to 8²."""
+    total = maps[0].new_zeros(())
+    for m in maps:
+        x = m[None, None] if m.dim() == 2 else m
+        while True:
+            total = total + (x * torch.roll(x, 1, dims=3)).mean().square()
+            total = total + (x * torch.roll(x, 1, dims=2)).mean().square()
+            if x.shape[-1] <= 8:
+                break
+            x = F.avg_pool2d(x, 2)
+    return total
 
 
 class Projector:
@@ -195,9 +227,26 @@ class Projector:
             with torch.no_grad():
                 target_id = self.identity_model.embed(images)
         noise_scale = self.w_std() * cfg.noise_factor if cfg.noise_factor > 0 else 0.0
+        noise_maps = _noise_buffers(g) if cfg.optimize_noise else {}
+        if noise_maps and b > 1:  # the maps belong to one image: one projection per image, as NVIDIA's
+            return torch.cat([self.project(images[i:i + 1], ws_init[i:i + 1], steps) for i in range(b)])
+        saved = dict(noise_maps)
+        try:
+            return self._optimise(images, start, steps, gen, cams, target, target_id, noise_scale, noise_maps)
+        finally:  # the model's own noise maps back, whatever happened
+            for (module, name), buf in saved.items():
+                setattr(module, name, buf)
+
+    def _optimise(self, images, start, steps, gen, cams, target, target_id, noise_scale, noise_maps):
+        cfg, g, device = self.config, self.generator, self._device()
         with torch.enable_grad():
             w_opt = start.clone().requires_grad_(True)
-            opt = torch.optim.Adam([w_opt], lr=cfg.lr, betas=(0.9, 0.999))
+            maps = {}
+            for (module, name), buf in noise_maps.items():
+                fresh = torch.randn(buf.shape, generator=gen).to(buf.device, buf.dtype).requires_grad_(True)
+                setattr(module, name, fresh)
+                maps[(module, name)] = fresh
+            opt = torch.optim.Adam([w_opt, *maps.values()], lr=cfg.lr, betas=(0.9, 0.999))
             bar = _progress(steps, self.progress)
             best, best_loss = w_opt.detach().clone(), float("inf")
             self.history = []
@@ -210,9 +259,17 @@ class Projector:
                 ws = noisy.expand(-1, g.num_ws, -1) if cfg.space == "w" else noisy
                 synth = g.synthesis(ws, cams)
                 loss, parts = self._loss(synth, images, target, target_id)
+                if maps:
+                    reg = noise_regularisation(list(maps.values()))
+                    parts["noise"] = reg.item()
+                    loss = loss + cfg.lambda_noise * reg
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                with torch.no_grad():  # each map back to zero mean, unit variance
+                    for m in maps.values():
+                        m -= m.mean()
+                        m *= m.square().mean().rsqrt()
                 if loss.item() < best_loss:  # keep the best iterate (noise makes the last one jittery)
                     best_loss, best = loss.item(), w_opt.detach().clone()
                 self.history.append({"step": step, "loss": loss.item(), **parts})
@@ -225,6 +282,7 @@ class Projector:
         return best.detach().clone()
 
     def _loss(self, synth, images, target, target_id):
+        """The image terms (the noise maps' penalty is added by `_optimise`)."""
         cfg = self.config
         synth_small = self._resize(synth)
         if synth_small.shape[-1] != target.shape[-1]:

@@ -3,7 +3,8 @@ person of the backend's own world.
 
 Specs:
 - `seed:N` — ws = mapping(z) for z drawn with seed N (the "Random" scenario);
-- `PATH.png` — one photo, inverted with the backend's inversion encoder;
+- `PATH.png` — one photo, framed as the generator frames faces (`Generator.photo_framing`) and inverted
+  with the backend's inverter (its encoder, else projection);
 - `FOLDER/` — photos of one person: the one at `target_index` is forgotten, the others are held out;
 - `latent:FILE` — a saved ws tensor (`.pt` read with weights_only, `.npy`, or `.safetensors` key `ws`);
 - `person:N` / `ood-person:N` — a person of the backend's world (SynthFaces: held-out seed N, or an
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from legato.errors import CheckpointError, InputError
-from legato.inversion.images import list_images, load_image
+from legato.inversion.images import align_photo, list_images
 
 
 @dataclass
@@ -196,12 +197,13 @@ def resolve_identity(
         if not 0 <= target_index < len(files):
             raise InputError(f"--target-index {target_index} is out of range: {path} has {len(files)} photos")
         size = generator.img_resolution
-        photos = torch.cat([load_image(f, size) for f in files]).to(device)
+        framing = getattr(generator, "photo_framing", None)
+        photos = torch.cat([align_photo(f, size, framing) for f in files]).to(device)
         return _from_photos(spec, "folder", photos, target_index, generator, refine_steps,
                             f"{files[target_index].name} from {path} ({len(files) - 1} held out)",
                             names=[str(f) for f in files])
     if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"} or path.exists():
-        photo = load_image(path, generator.img_resolution).to(device)
+        photo = align_photo(path, generator.img_resolution, getattr(generator, "photo_framing", None)).to(device)
         return _from_photos(spec, "photo", photo, 0, generator, refine_steps, f"photo {path.name}",
                             names=[str(path)])
     raise InputError(

@@ -136,12 +136,6 @@ class EG3DGenerator(Generator):
 
         return self.rig.camera((2.0 * float(u) - 1.0) * math.pi / 12, -0.2, device=self.w_avg.device)
 
-    def inverter(self):
-        """Projection of photos into W+ from the front camera (`legato.inversion.projection`)."""
-        from legato.inversion.projection import Projector
-
-        return Projector(self)
-
     def synthesis_parameters(self) -> list[nn.Parameter]:
         """What GUIDE fine-tunes: the StyleGAN2 synthesis network of the backbone only (its `unlearn.py` trains
         the parameters named `backbone.synthesis.*`; mapping, tri-plane decoder and super-resolution stay

@@ -72,6 +72,7 @@ class StyleGAN2Generator(Generator):
     """
 
     name = "stylegan2"
+    photo_framing = "ffhq"  # the NVIDIA face models (FFHQ, CelebA-HQ) are FFHQ-aligned
 
     def __init__(self, network: StyleGAN2Network, noise_mode: str = "const",
                  feature_resolution: int | None = None) -> None:

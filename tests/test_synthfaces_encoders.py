@@ -148,6 +148,20 @@ def test_inversion_check_runs_end_to_end(tiny_inverter, tiny_identity):
     assert out["people"] == 2
     assert 0.0 <= out["verified_same_photo"] <= 1.0 and 0.0 <= out["verified_other_photos"] <= 1.0
 
+    class Verifier:  # says "same person" for the first pair of every call; records what it was asked
+        def __init__(self):
+            self.calls = []
+
+        def verify(self, a, b):
+            self.calls.append((a.shape[0], b.shape[0]))
+            return torch.arange(a.shape[0]) == 0
+
+    judge = Verifier()
+    out = evaluate_inversion(inv, judge, n_people=3, other_photos=2, batch=2)
+    # two batches (2 + 1 people): the photo itself once per person, the other photos twice per person
+    assert judge.calls == [(2, 2), (4, 4), (1, 1), (2, 2)]
+    assert out["verified_same_photo"] == pytest.approx(2 / 3) and out["verified_other_photos"] == pytest.approx(2 / 6)
+
 
 def test_cli_sample_and_bad_target(tmp_path, capsys):
     out = tmp_path / "grid.png"

@@ -1,7 +1,7 @@
 """Forgetting people of `lfw-faces` one at a time, every method, judged by dlib: the README's lfw table.
 
     .venv/bin/python benchmarks/lfw_people.py run --people P1 P2 … --methods legato embedding … --out DIR
-    .venv/bin/python benchmarks/lfw_people.py table DIR [--readme]
+    .venv/bin/python benchmarks/lfw_people.py table DIR
 
 `run` writes, per person and method, the run folder `DIR/PERSON/METHOD/` (what `legato unlearn --generator
 lfw-faces --identity PERSON --method METHOD` writes, with the library's defaults), `METHOD.sweep.json` (the

@@ -180,3 +180,37 @@ def test_same_seed_same_numbers(world):
     c = _run(source, noisy, target, held, seed=4)
     assert a == b
     assert a["id_preservation"] != c["id_preservation"]
+
+
+def test_the_source_side_is_kept_between_runs_and_equal_to_a_fresh_computation(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEGATO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LEGATO_NO_CACHE", raising=False)
+    gen, source, target, held = world
+    unlearned = NoisyGenerator()
+    unlearned.load_state_dict(gen.state_dict())
+    first = _run(source, unlearned, target, held)
+    kept = sorted((tmp_path / "cache" / "source-features").iterdir())
+    assert {p.name.split("-")[0] for p in kept} == {"embeddings", "fid"}  # embeddings, fid-features
+    calls = []
+    original = type(source).synthesis
+
+    def counting(self, ws, c=None):
+        if self is source:
+            calls.append(ws.shape[0])
+        return original(self, ws, c)
+
+    monkeypatch.setattr(type(source), "synthesis", counting)
+    second = _run(source, unlearned, target, held)
+    assert calls == [48]  # only the "real" images this tiny world draws with its own generator
+    monkeypatch.setattr(type(source), "synthesis", original)
+    monkeypatch.setenv("LEGATO_NO_CACHE", "1")
+    fresh = _run(source, unlearned, target, held)
+    for key in KEYS:
+        assert first[key] == second[key] == pytest.approx(fresh[key], abs=1e-9), key
+    # other source weights: other entries, not the kept ones
+    monkeypatch.delenv("LEGATO_NO_CACHE")
+    changed = copy.deepcopy(source)
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.5)
+    _run(changed, unlearned, target, held)
+    assert len(list((tmp_path / "cache" / "source-features").iterdir())) > len(kept)

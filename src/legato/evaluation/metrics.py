@@ -111,6 +111,40 @@ def random_ws(gen, n: int, seed: int) -> torch.Tensor:
         return gen.mapping(z.to(_device(gen)))
 
 
+def _weights_of(model):
+    """The module whose weights decide what `model` computes (an identity model, a wrapper of one, a
+    feature extractor or a bound method of a module), or None."""
+    from torch import nn
+
+    for candidate in (getattr(model, "fn", None), model):
+        candidate = getattr(candidate, "__self__", candidate)  # a bound method: its module
+        inner = getattr(candidate, "model", candidate)
+        if isinstance(inner, nn.Module):
+            return inner
+    return None
+
+
+def source_cached(what: str, source, model, compute, **settings) -> torch.Tensor:
+    """`compute()` (one tensor of the frozen source's, e.g. its embeddings or FID features), or the one kept
+    in `$LEGATO_CACHE/source-features/` from an earlier call with the same source weights, model weights and
+    settings: the source side of an evaluation is the same for every run of one generator, so a second run
+    renders only the unlearned model. Computed every time when a model has no weights to fingerprint."""
+    from torch import nn
+
+    from legato import __version__
+    from legato.ode.fingerprint import fingerprint
+    from legato.tensor_cache import cached
+
+    weights = _weights_of(model)
+    if not isinstance(source, nn.Module) or weights is None:
+        return compute()
+    key = {"source": fingerprint(source), "model": fingerprint(weights), "version": __version__,
+           "model_name": str(getattr(model, "name", type(model).__name__)),
+           "crop": str(getattr(model, "crop", "fixed")), **settings}
+    device = _device(source)
+    return cached("source-features", what, key, lambda: {"value": compute()})["value"].to(device)
+
+
 # source generator → {settings: its identity embeddings}; weak, so a dropped source takes its entry with it
 _SOURCE_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -158,13 +192,25 @@ def _fid_features(source, unlearned, extractor, n: int, views: torch.Tensor, see
     """Features of source and unlearned samples from the same z's; camera i is view i mod V."""
     ws = random_ws(source, n, seed + 2)
     cams = views[torch.arange(n) % views.shape[0]]
-    fs, fu = [], []
+    f_s = source_fid_features(source, extractor, ws, cams, batch_size)
+    fu = []
     for i in range(0, n, batch_size):
-        w, c = ws[i:i + batch_size], cams[i:i + batch_size]
-        fs.append(extractor(source.synthesis(w, c)))
-        fu.append(extractor(unlearned.synthesis(w, c)))
+        fu.append(extractor(unlearned.synthesis(ws[i:i + batch_size], cams[i:i + batch_size])))
         advance()
-    return torch.cat(fs), torch.cat(fu)
+    return f_s, torch.cat(fu)
+
+
+@torch.no_grad()
+def source_fid_features(source, extractor, ws: torch.Tensor, cams: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """FID features of the source's renders of `ws` under `cams` (kept between runs: `source_cached`)."""
+    from legato.tensor_cache import tensor_digest
+
+    def compute() -> torch.Tensor:
+        return torch.cat([extractor(source.synthesis(ws[i:i + batch_size], cams[i:i + batch_size]))
+                          for i in range(0, ws.shape[0], batch_size)])
+
+    return source_cached("fid-features", source, extractor, compute, inputs=tensor_digest(ws, cams),
+                         batch_size=batch_size).cpu()
 
 
 @torch.no_grad()
@@ -237,7 +283,13 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             if identity_model is None:
                 result[key], result[f"{key}_n"], result[f"{key}_ci95"] = None, 0, None
                 return
-            sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size)
+            from legato.tensor_cache import tensor_digest
+
+            e_s = source_cached("embeddings", source, identity_model,
+                                lambda: _embed(source, identity_model, *_pairs(ws, views), batch_size),
+                                inputs=tensor_digest(ws, views), batch_size=batch_size)
+            sims = view_similarities(source, unlearned, identity_model, ws, views, batch_size,
+                                     source_embeddings=e_s)
             advance(-(-ws.shape[0] * n_views // batch_size))
             # one forgotten latent: the views are the samples; several latents: one value per latent
             values = sims.ravel() if per_view else sims.mean(1)
@@ -275,11 +327,9 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             # the sampling floor fid_pre is judged against: the source against another draw of itself
             other = random_ws(source, n_fid, seed + 4)
             cams = views[torch.arange(n_fid) % views.shape[0]]
-            f_o = []
-            for i in range(0, n_fid, batch_size):
-                f_o.append(extractor(source.synthesis(other[i:i + batch_size], cams[i:i + batch_size])))
-                advance()
-            result["fid_pre_floor"] = fidlib.frechet_distance(f_s, torch.cat(f_o))
+            f_o = source_fid_features(source, extractor, other, cams, batch_size)
+            advance(-(-n_fid // batch_size))
+            result["fid_pre_floor"] = fidlib.frechet_distance(f_s, f_o)
             if real_images is not None:
                 real_images = real_images.to(device)
                 f_r = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from legato.evaluation.metrics import _embed, _pairs, random_ws, view_similarities
+from legato.evaluation.metrics import _embed, _pairs, random_ws, source_cached, view_similarities
 from legato.evaluation.verdicts import PRESERVATION_GOAL
 
 CHECK_VIEW_FRACTIONS = (0.07, 0.33, 0.62, 0.93)  # of the evaluation yaw range; the 11 training views sit at k/10
@@ -31,8 +31,14 @@ class ForgetCheck:
             self.groups["id_others"] = held_out_ws
         self.groups["id_preservation"] = random_ws(source, n_strangers, CHECK_SEED)
         with torch.no_grad():
-            self.source_embeddings = {k: _embed(source, identity_model, *_pairs(w, self.views), batch_size=64)
-                                      for k, w in self.groups.items()}
+            self.source_embeddings = {k: self._source(source, identity_model, w) for k, w in self.groups.items()}
+
+    def _source(self, source, identity_model, ws: torch.Tensor) -> torch.Tensor:
+        from legato.tensor_cache import tensor_digest
+
+        w, c = _pairs(ws, self.views)
+        return source_cached("embeddings", source, identity_model, lambda: _embed(source, identity_model, w, c, 64),
+                             inputs=tensor_digest(w, c), batch_size=64)
 
     @torch.no_grad()
     def __call__(self, unlearned) -> dict:

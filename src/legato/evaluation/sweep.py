@@ -104,6 +104,14 @@ def dial_quality(strengths: Sequence[float], ids: Sequence[float], threshold: fl
             "preservation_min": pres_min, "dial_ok": bool(ok)}
 
 
+def _source_embeddings(source, identity_model, w, c, batch_size):
+    from legato.evaluation.metrics import source_cached
+    from legato.tensor_cache import tensor_digest
+
+    return source_cached("embeddings", source, identity_model, lambda: _embed(source, identity_model, w, c, batch_size),
+                         inputs=tensor_digest(w, c), batch_size=batch_size)
+
+
 @torch.no_grad()
 def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_ws: torch.Tensor | None = None,
               strengths: Sequence[float] = DEFAULT_STRENGTHS, *, identity_model=None, n_random: int = 32,
@@ -128,7 +136,7 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
     views = source.views(n_views).to(target_ws.device)
     pairs = {k: _pairs(ws, views) for k, ws in groups.items()}
     src = {} if identity_model is None else {
-        k: _embed(source, identity_model, w, c, batch_size) for k, (w, c) in pairs.items()}
+        k: _source_embeddings(source, identity_model, w, c, batch_size) for k, (w, c) in pairs.items()}
 
     saved = (adapter_set.strength, adapter_set.enabled)
     points, diff0 = [], None

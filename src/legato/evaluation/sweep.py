@@ -104,6 +104,13 @@ def dial_quality(strengths: Sequence[float], ids: Sequence[float], threshold: fl
             "preservation_min": pres_min, "dial_ok": bool(ok)}
 
 
+def _strength_zero_is_exact(dial) -> bool:
+    """Whether the dial leaves the model untouched at strength 0 (an adapter set skips itself there)."""
+    from legato.ode.adapter_set import AdapterSet
+
+    return isinstance(dial, AdapterSet)
+
+
 def _source_embeddings(source, identity_model, w, c, batch_size):
     from legato.evaluation.metrics import source_cached
     from legato.tensor_cache import tensor_digest
@@ -152,16 +159,19 @@ def run_sweep(source, unlearned, adapter_set, target_ws: torch.Tensor, held_out_
         for s in values:
             adapter_set.strength = s
             point = {"strength": s}
-            for key, (w, c) in pairs.items():
-                if identity_model is None:
-                    point[key] = None
-                    continue
-                e_u = _embed(unlearned, identity_model, w, c, batch_size)
-                point[key] = float((src[key] * e_u).sum(1).clamp(-1, 1).mean())
+            exact = False
             if s == 0.0:
                 front = views[:1].expand(target_ws.shape[0], -1)
                 diff0 = float((unlearned.synthesis(target_ws, front) - source.synthesis(target_ws, front))
                               .abs().max())
+                # a dial whose strength 0 is the source bit for bit renders what the source rendered
+                exact = diff0 == 0.0 and _strength_zero_is_exact(adapter_set)
+            for key, (w, c) in pairs.items():
+                if identity_model is None:
+                    point[key] = None
+                    continue
+                e_u = src[key] if exact else _embed(unlearned, identity_model, w, c, batch_size)
+                point[key] = float((src[key] * e_u).sum(1).clamp(-1, 1).mean())
             points.append(point)
             if bar is not None:
                 bar.advance(task)

@@ -150,10 +150,11 @@ class SynthFacesGenerator(Generator):
     """The embedded default generator (implements `legato.generators.base.Generator`)."""
 
     name = "synthfaces"
-    # Unlearning settings measured to work in this world (docs/unlearning.md): the reference's absolute
-    # d = 30 / α ≤ 15 belong to EG3D's W space; here the target sits one typical ‖w − w_avg‖ away, adjacent
-    # latents within 0.8 of it, the identity term weighs 0.5 and the global preservation term 10, and a
-    # photo's latent gets 10 refinement steps (for every method: the same objective). The adapters use
+    # Unlearning settings measured to work in this world (docs/results/unlearning-history.md): the
+    # reference's absolute d = 30 / α ≤ 15 belong to EG3D's W space; here the target sits one typical
+    # ‖w − w_avg‖ away, adjacent latents within 0.8 of it, the identity term weighs 0.5 and the global
+    # preservation term 10, and a photo's latent gets 10 refinement steps (for every method: the same
+    # objective). The adapters use
     # hidden 64 (256 costs more than this small generator's blocks at 64²), lr 1e-3 (at 1e-4 they forget
     # later) and 2 Euler steps of 0.8 over the reference's span 1.6 (the same forgetting step by step as 4
     # steps of 0.4, at 0.8× the cost per iteration); full fine-tuning keeps the reference's lr.

@@ -83,3 +83,36 @@ def test_dial_group_turns_every_dial():
         DialGroup([])
     with pytest.raises(ValueError, match="LoRA"):
         PeftLoraScale(a)
+
+
+def test_peft_lora_folder_round_trip_and_refusals(tmp_path):
+    import copy
+    import json
+    from pathlib import Path
+
+    from legato.errors import CheckpointError
+    from legato.unlearning.methods import load_result
+    from legato.unlearning.methods.lora import holds as holds_gan_lora
+    from legato.unlearning.methods.modules import holds_peft_lora, load_peft_lora
+
+    model = _model()
+    base = copy.deepcopy(model)
+    trainable = peft_lora(model, ["0", "2"], rank=2)
+    with torch.no_grad():
+        for p in trainable.params:
+            p.normal_()
+    trainable.save(tmp_path / "lora", {"person": "x"})
+    config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert config["target_modules"] == ["0", "2"] and config["metadata"] == {"person": "x"}
+    assert holds_peft_lora(tmp_path / "lora") and not holds_gan_lora(Path(tmp_path / "lora"))
+    fresh = copy.deepcopy(base)
+    dial = load_peft_lora(tmp_path / "lora", fresh)
+    x = torch.randn(4, 4)
+    assert torch.allclose(fresh(x), model(x), atol=1e-6)
+    dial.strength = 0.0
+    assert torch.allclose(fresh(x), base(x), atol=1e-6)
+    other = _model(seed=1)
+    with pytest.raises(CheckpointError, match="other base weights"):
+        load_peft_lora(tmp_path / "lora", other)
+    with pytest.raises(CheckpointError):  # a GAN loader does not take it for its own
+        load_result(tmp_path / "lora", copy.deepcopy(base))

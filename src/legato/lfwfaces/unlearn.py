@@ -213,14 +213,8 @@ def _save_result(student: Student, directory: Path, metadata: dict) -> None:
     if method == "finetune":
         student.unet.save_pretrained(str(directory), safe_serialization=True)
         (directory / "legato_result.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    elif method == "lora":
-        from peft import get_peft_model_state_dict
-
-        state = {k: v.contiguous() for k, v in get_peft_model_state_dict(student.unet).items()}
-        save_file(state, str(directory / "adapter_model.safetensors"), metadata=meta)
-        (directory / "adapter_config.json").write_text(json.dumps(
-            {"peft_type": "LORA", "r": student.config.lora_rank, "lora_alpha": student.config.lora_rank,
-             "target_sites": list(student.config.sites), "metadata": metadata}, indent=2) + "\n")
+    elif method == "lora":  # PEFT's format (`unlearning.methods.modules.save_peft_lora`)
+        student.trainable.save(directory, {**metadata, "target_sites": list(student.config.sites)})
     else:
         row = student.unet.class_embedding.weight[student.person].detach().clone().contiguous()
         save_file({"class_embedding.row": row}, str(directory / "embedding_edit.safetensors"), metadata=meta)
@@ -333,15 +327,20 @@ def load_result(run_folder: str | Path, generator: str | Path | None = None):
         unet = UNet2DModel.from_pretrained(str(result), torch_dtype=torch.float32, use_safetensors=True)
         return world, unet.eval().requires_grad_(False), person
     if method == "lora":
-        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+        from legato.unlearning.methods.modules import holds_peft_lora, load_peft_lora
 
-        from legato.lfwfaces.erase import _lora_targets
+        if holds_peft_lora(result):
+            load_peft_lora(result, world.unet)
+        else:  # a folder written before the shared format: the sites, no fingerprint
+            from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 
-        cfg = json.loads((result / "adapter_config.json").read_text())
-        inject_adapter_in_model(LoraConfig(r=cfg["r"], lora_alpha=cfg["lora_alpha"],
-                                           target_modules=_lora_targets(world.unet, cfg["target_sites"])),
-                                world.unet)
-        set_peft_model_state_dict(world.unet, load_file(str(result / "adapter_model.safetensors")))
+            from legato.lfwfaces.erase import _lora_targets
+
+            cfg = json.loads((result / "adapter_config.json").read_text())
+            inject_adapter_in_model(LoraConfig(r=cfg["r"], lora_alpha=cfg["lora_alpha"],
+                                               target_modules=_lora_targets(world.unet, cfg["target_sites"])),
+                                    world.unet)
+            set_peft_model_state_dict(world.unet, load_file(str(result / "adapter_model.safetensors")))
         return world, world.unet.eval().requires_grad_(False), person
     row = load_file(str(result / "embedding_edit.safetensors"))["class_embedding.row"]
     with torch.no_grad():

@@ -183,7 +183,10 @@ def _read_config(directory: Path) -> dict:
 
 
 def holds(directory: Path) -> bool:
-    return bundle_peft_type(directory) == PEFT_TYPE
+    from legato.unlearning.methods.modules import holds_peft_lora
+
+    # LoRA injected by PEFT into a UNet (`methods.modules.save_peft_lora`) is another format
+    return bundle_peft_type(directory) == PEFT_TYPE and not holds_peft_lora(directory)
 
 
 def load(directory: Path, generator: nn.Module) -> LoadedResult:

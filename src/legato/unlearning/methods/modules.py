@@ -60,9 +60,92 @@ def peft_lora(model: nn.Module, targets: list[str], rank: int, alpha: float | No
     the source); only the LoRA tensors train; the dial is PEFT's scale."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    from legato.ode.fingerprint import fingerprint
+
+    base = fingerprint(model)  # before the injection renames the weights
     inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha,
                                        target_modules=list(targets), init_lora_weights=True), model)
     named = {n: p for n, p in model.named_parameters() if "lora_" in n}
     for n, p in model.named_parameters():
         p.requires_grad_("lora_" in n)
-    return Trainable("lora", model, list(named.values()), dial=PeftLoraScale(model), _named=named)
+    trainable = Trainable("lora", model, list(named.values()), dial=PeftLoraScale(model), _named=named)
+    trainable.save_fn = lambda directory, metadata: save_peft_lora(trainable, directory, base, metadata)
+    return trainable
+
+
+PEFT_FORMAT = "peft"  # `adapter_config.json`'s "format" for LoRA injected by PEFT (the GANs' own LoRA has none)
+
+
+def save_peft_lora(trainable: Trainable, directory, base_fingerprint: str, metadata: dict) -> None:
+    """`peft_lora`'s result as a PEFT-shaped folder: `adapter_model.safetensors` (PEFT's state dict) and
+    `adapter_config.json` (rank, alpha, the full names of the injected modules, the base's fingerprint)."""
+    import json
+    from pathlib import Path
+
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from legato.unlearning.methods.base import BUNDLE_CONFIG
+
+    model = trainable.unlearned
+    config = model.peft_config["default"]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    save_file(state, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (directory / BUNDLE_CONFIG).write_text(json.dumps(
+        {"peft_type": "LORA", "format": PEFT_FORMAT, "r": config.r, "lora_alpha": config.lora_alpha,
+         "target_modules": sorted(config.target_modules), "base_model_fingerprint": base_fingerprint,
+         "metadata": metadata}, indent=2) + "\n")
+
+
+def holds_peft_lora(directory) -> bool:
+    import json
+    from pathlib import Path
+
+    from legato.unlearning.methods.base import BUNDLE_CONFIG
+
+    try:
+        return json.loads((Path(directory) / BUNDLE_CONFIG).read_text()).get("format") == PEFT_FORMAT
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def load_peft_lora(directory, model: nn.Module) -> PeftLoraScale:
+    """Inject the LoRA of a `save_peft_lora` folder into `model` (refused on other base weights); returns
+    its dial."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from legato.errors import CheckpointError
+    from legato.ode.fingerprint import fingerprint
+    from legato.unlearning.methods.base import BUNDLE_CONFIG
+
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / BUNDLE_CONFIG).read_text())
+        tensors = load_file(str(directory / "adapter_model.safetensors"))
+        rank, alpha, targets = int(config["r"]), float(config["lora_alpha"]), list(config["target_modules"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, SafetensorError) as e:
+        raise CheckpointError(f"cannot read the LoRA folder {directory}: {e}") from e
+    expected, actual = config.get("base_model_fingerprint"), fingerprint(model)
+    if expected != actual:
+        raise CheckpointError(f"LoRA folder {directory} was trained on other base weights (fingerprint {expected}, "
+                              f"this model is {actual}); load the model it was made for")
+    missing = [t for t in targets if t not in dict(model.named_modules())]
+    if missing:
+        raise CheckpointError(f"LoRA folder {directory} targets modules this model lacks: {missing[:3]}")
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise CheckpointError(f"LoRA folder {directory} holds NaN or inf")
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets), model)
+    result = set_peft_model_state_dict(model, tensors)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise CheckpointError(f"LoRA folder {directory}: tensors that fit no injected module: {unexpected[:3]}")
+    model.requires_grad_(False)
+    return PeftLoraScale(model)

@@ -89,3 +89,19 @@ def test_the_cli_and_a_batch_request_give_the_same_run(tmp_path, monkeypatch, ex
         assert seen[0]["n_fid"] == options.REFERENCE_N_FID and seen[0]["config"]["reduction"] == "sum"
     else:
         assert seen[0]["n_fid"] == options.DEFAULT_N_FID and seen[0]["n_random"] == options.DEFAULT_N_RANDOM
+
+
+def test_help_names_the_synthfaces_defaults_where_they_differ_from_the_reference():
+    from typer.testing import CliRunner
+
+    from legato.cli.main import app
+    from legato.synthfaces.generator import SynthFacesGenerator
+
+    help_text = " ".join(CliRunner().invoke(app, ["unlearn", "--help"], env={"COLUMNS": "200"}).output.split())
+    defaults = SynthFacesGenerator.unlearning_defaults
+    legato = defaults["methods"]["legato"]
+    for shown in (f"SynthFaces {defaults['lambda_identity']:g}", f"SynthFaces {defaults['lambda_global_']:g}",
+                  f"SynthFaces {legato['hidden']}", f"SynthFaces legato {legato['step_size']:g}",
+                  f"SynthFaces adapters and LoRA {legato['lr']:g}", f"SynthFaces {defaults['gate_floor']:g}",
+                  f"SynthFaces {defaults['stop_consolidate']}"):
+        assert shown in help_text, shown

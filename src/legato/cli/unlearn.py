@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
                                              "then marks self-judged; the papers: CurricularFace."),
         judge_crop: str = typer.Option(None, "--judge-crop", help=run_options.JUDGE_CROP_HELP),
         lr: float = typer.Option(None, help="Adam learning rate; default: the backend's recommendation for the "
-                                 "method, else the reference's 1e-4."),
+                                 "method (SynthFaces adapters and LoRA 0.001), else the reference's 1e-4."),
         target: str = typer.Option(None, help="UFO target: extra (w_avg − d·unit(w_u − w_avg)) | average | "
                                    "extra-projected (extra moved to the nearest latent the mapping network makes); "
                                    "default: the backend's recommendation, else extra."),
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         refine_steps: int = typer.Option(None, help="Optimisation steps refining a photo's inverted latent; "
                                          "default: the backend's recommendation, else 0."),
         hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
-                                   "recommendation, else the reference's 256."),
+                                   "recommendation (SynthFaces 64), else the reference's 256."),
         field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs, pixel by "
                                   "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
                                   "(switched per sample by an MLP on the site's latent; for many people) | keyed "
@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
                                            "for the forgotten latents (targets, the default) or for them and their "
                                            "adjacency latents (neighbourhood)."),
         t_end: float = typer.Option(None, help="ODE time span (reference: 1.6)."),
-        step_size: float = typer.Option(None, help="Solver step (reference: 0.4)."),
+        step_size: float = typer.Option(None, help="Solver step (reference: 0.4; SynthFaces legato 0.8)."),
         solver: str = typer.Option(None, help="euler | midpoint | rk4 | dopri5 (reference: euler)"),
         dial: str = typer.Option(None, "--dial", help="What the strength dial is trained to mean: time (the "
                                  "reference: the full time span only) | path (intermediate strengths trained "
@@ -196,10 +196,10 @@ def register(app: typer.Typer) -> None:
                                          "saliency mask trains (SalUn: 0.5)."),
         lambda_feature: float = typer.Option(None, help="Feature-MSE weight (reference: 0.01)."),
         lambda_perceptual: float = typer.Option(None, help="Perceptual weight (reference: 1)."),
-        lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1)."),
+        lambda_identity: float = typer.Option(None, help="Identity weight (reference: 0.1; SynthFaces 0.5)."),
         lambda_local: float = typer.Option(None, help="Weight of the local (forgetting) term (reference: 1)."),
         lambda_adjacency: float = typer.Option(None, help="Adjacency preservation weight (reference: 1)."),
-        lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1)."),
+        lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1; SynthFaces 10)."),
         lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
         lambda_gate: float = typer.Option(None, help="--field gated/keyed: weight of the gate's membership term "
                                           "(open for the forgotten people, shut for others; default 1)."),

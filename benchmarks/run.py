@@ -114,7 +114,7 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
             for method in mode["methods"]]
     with _pool(mode["workers"]) as pool:
         futures = [pool.submit(run_one, SCENARIOS[sc](i), method, out / "runs" / f"{sc}-{i}-{method}", mode,
-                               report=(method == "legato"), **mode.get("adapter_options", {}))
+                               report=method in DIAL_METHODS, **mode.get("adapter_options", {}))
                    for sc, i, method in jobs]
         for (scenario, i, method), fut in zip(jobs, futures, strict=True):
             m = fut.result()
@@ -125,7 +125,8 @@ def main_table(mode: dict, out: Path, rows: list[dict]) -> None:
                    "wall_seconds": round(m.get("wall_seconds", float("nan")), 1),
                    "peak_rss_mb": m["peak_rss_mb"], "threshold": m.get("threshold"),
                    "strangers_lost": m.get("id_preservation_lost"),
-                   "sweep_spearman": m.get("sweep_spearman_id_target")}
+                   "sweep_spearman": m.get("sweep_spearman_id_target"),
+                   **{k if k == "dial_ok" else f"dial_{k}": v for k, v in (m.get("dial_quality") or {}).items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
             write_table(rows, out)  # keep what is done if the run is cut short
@@ -160,10 +161,37 @@ def write_table(rows: list[dict], out: Path) -> str:
                 + f" | {sel[0]['trainable_params']:,} | {statistics.fmean(r['seconds'] for r in sel):.0f} | never"
             )
             lines[-1] += f" | {max(r['peak_rss_mb'] for r in sel):.0f} |"
-    lines += _time_ratio_lines(rows)
+    lines += _time_ratio_lines(rows) + _dial_lines(rows)
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     return table
+
+
+DIAL_METHODS = ("legato", "residual", "lora")  # the methods with a strength dial: their runs sweep it
+
+
+def _dial_lines(rows: list[dict]) -> list[str]:
+    """Per method with a dial: Spearman ρ of id_target over s = 0, 0.1, …, 1 (mean and worst), the largest
+    step as a share of the fall, where the threshold is crossed, and how many runs meet every dial rule."""
+    out = []
+    for scenario in SCENARIOS:
+        for method in DIAL_METHODS:
+            sel = [r for r in rows if r["scenario"] == scenario and r["method"] == method
+                   and r.get("dial_spearman") is not None]
+            if not sel:
+                continue
+            rho = [r["dial_spearman"] for r in sel]
+            steps = [r["dial_largest_step_fraction"] for r in sel if r.get("dial_largest_step_fraction") is not None]
+            cross = [r["dial_crossing_strength"] for r in sel if r.get("dial_crossing_strength") is not None]
+            line = (f"\n{scenario}, {method}'s dial over {len(sel)} people: ρ {statistics.fmean(rho):.2f} "
+                    f"(worst {max(rho):.2f})")
+            if steps:
+                line += f", largest step {statistics.fmean(steps):.2f} of the fall (worst {max(steps):.2f})"
+            if cross:
+                line += f", threshold crossed at s = {statistics.fmean(cross):.2f} ({min(cross):.2f}–{max(cross):.2f})"
+            line += f"; every dial rule met: {sum(bool(r.get('dial_ok')) for r in sel)}/{len(sel)}"
+            out.append(line)
+    return out
 
 
 def _time_ratio_lines(rows: list[dict]) -> list[str]:

@@ -55,6 +55,8 @@ def write_run_report(work: Path, source, unlearned, trainable, ident, metrics: d
         pictures["The forgotten face as strength goes 0 → 1"] = work / "fade_strip.png"
         if "spearman" in result:
             metrics["sweep_spearman_id_target"] = result["spearman"]
+        metrics["dial_quality"] = {k: result.get(k) for k in ("spearman", "largest_step_fraction",
+                                                              "crossing_strength", "preservation_min", "dial_ok")}
         dial = {"strengths": strengths, "points": result["points"], "threshold": result.get("threshold"),
                 "frames": _dial_frames(unlearned, trainable.dial, ident.ws, ws_r[:1], strengths,
                                        work / "dial")}

@@ -360,3 +360,43 @@ def test_a_finished_run_is_evaluated_again_at_any_strength(tiny_folder, tmp_path
     assert at_zero["recognition_after"] == at_zero["recognition_before"]
     assert at_zero["fid_dlib_others_after"] == pytest.approx(at_zero["fid_dlib_others_before"], abs=1e-6)
     assert at_zero["fid_dlib_others_after"] != pytest.approx(first["fid_dlib_others_after"], abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["legato", "embedding"])
+def test_several_people_are_forgotten_by_one_result(tiny_folder, tmp_path, method):
+    world = load_world(tiny_folder)
+    config = erase.EraseConfig(method=method, iterations=0 if method == "embedding" else 3, sites=SITES, hidden=8,
+                               pool_forget=2, batch_forget=4, batch_retain=4, lr=5e-2).validate()
+    pool = erase.build_pool(world, [0, 2], config, steps=3, guidance=1.5)
+    assert sorted(set(pool.forget_y.tolist())) == [0, 2] and set(pool.other_y.tolist()) == {1}
+    checks = erase.build_check_states(world, [0, 2], config, steps=4, guidance=1.5)
+    assert set(checks.person_gap) == {0, 2} and set(checks.other_y.tolist()) == {1}
+    listing = tmp_path / "people.txt"
+    listing.write_text("# two of the three\nA_a\n\nC_c\n")
+    out = tmp_path / "run"
+    m = unlearn.run(out, f"@{listing}", config, generator=tiny_folder, n_forget=16, n_other=2, progress=False,
+                    judge=_BrightnessJudge())
+    assert m["person"] is None and m["people"] == ["A_a", "C_c"]
+    assert [r["person"] for r in m["per_person"]] == ["A_a", "C_c"]
+    assert m["recognition_after"] == pytest.approx(sum(r["recognition_after"] for r in m["per_person"]) / 2)
+    if method == "embedding":  # a row of each
+        assert m["trained_params"] == 2 * world.unet.class_embedding.weight.shape[1]
+    x, t, y = _inputs()
+    with torch.no_grad():
+        source = velocity(world.unet, x, t, y)
+        _, unet, people, set_strength = unlearn.load_dial(out, tiny_folder)
+        assert people == [0, 2]
+        after = velocity(unet, x, t, y)
+        set_strength(0.0)
+        assert torch.allclose(velocity(unet, x, t, y), source, atol=1e-6)
+    assert not torch.allclose(after[0], source[0], atol=1e-5) and not torch.allclose(after[2], source[2], atol=1e-5)
+    if method == "embedding":  # only the forgotten rows change
+        assert torch.allclose(after[1], source[1], atol=1e-6)
+    rows = unlearn.sweep(out, (0.0, 1.0), n=4, judge=_BrightnessJudge(), generator=tiny_folder)
+    assert len(rows) == 2
+    with pytest.raises(InputError, match="more than once"):
+        listing.write_text("A_a\nA_a\n")
+        unlearn.run(tmp_path / "twice", f"@{listing}", config, generator=tiny_folder, judge=_BrightnessJudge())
+    with pytest.raises(InputError, match="nobody would be kept"):
+        listing.write_text("A_a\nB_b\nC_c\n")
+        unlearn.run(tmp_path / "all", f"@{listing}", config, generator=tiny_folder, judge=_BrightnessJudge())

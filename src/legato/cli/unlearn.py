@@ -34,7 +34,8 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
     from legato.lfwfaces.unlearn import run
 
     if identity is None:
-        raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell)")
+        raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell), or "
+                         "@FILE with one name per line")
     options = {"method": method, "seed": seed, "lr": lr}
     if iterations is not None:  # else the backend's own (100)
         options["iterations"] = iterations
@@ -47,7 +48,8 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
     config = EraseConfig(**options).validate()
     metrics = run(out, identity, config, generator=None if generator == "lfw-faces" else generator,
                   overwrite=overwrite, resume=resume)
-    typer.echo(f"{metrics['person']}: recognised in {metrics['recognition_before']:.0%} of samples before, "
+    who = metrics["person"] or f"{len(metrics['people'])} people"
+    typer.echo(f"{who}: recognised in {metrics['recognition_before']:.0%} of samples before, "
                f"{metrics['recognition_after']:.0%} after (95% CI {metrics['recognition_after_ci'][0]:.0%}–"
                f"{metrics['recognition_after_ci'][1]:.0%}); the others {metrics['others_recognition_before']:.0%} "
                f"→ {metrics['others_recognition_after']:.0%}; dlib finds a face in "

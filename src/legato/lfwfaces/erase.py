@@ -100,6 +100,15 @@ class Pool:
     other_x: torch.Tensor
     other_t: torch.Tensor
     other_y: torch.Tensor
+    forget_y: torch.Tensor | None = None  # whose trajectory each forget state is (several people forgotten)
+
+
+def as_people(person) -> list[int]:
+    """One label or several as a list of distinct labels (the people one run forgets)."""
+    people = [int(person)] if isinstance(person, int) else [int(p) for p in person]
+    if not people or len(set(people)) != len(people):
+        raise InputError(f"the people to forget must be distinct and at least one (got {people})")
+    return people
 
 
 @torch.no_grad()
@@ -117,14 +126,15 @@ def trajectory_states(world, labels: torch.Tensor, noise: torch.Tensor, steps: i
     return torch.cat(xs), torch.cat(ts)
 
 
-def build_pool(world, person: int, config: EraseConfig, steps: int, guidance: float, cache: bool = True) -> Pool:
-    """The person's trajectories and `pool_retain` of every other person's. The others' come from one noise
-    draw over all people (the person's rows dropped), so the source cache shares them between runs."""
+def build_pool(world, person, config: EraseConfig, steps: int, guidance: float, cache: bool = True) -> Pool:
+    """`pool_forget` trajectories of each person forgotten (one label or several) and `pool_retain` of every
+    other person's. The others' come from one noise draw over all people (the forgotten rows dropped), so
+    the source cache shares them between runs."""
     from legato.lfwfaces.source_cache import cached
     from legato.lfwfaces.world import initial_noise
 
-    k = len(world.people)
-    yf = torch.full((config.pool_forget,), person, dtype=torch.long)
+    k, people = len(world.people), as_people(person)
+    yf = torch.tensor(people, dtype=torch.long).repeat_interleave(config.pool_forget)
     xf, tf = trajectory_states(world, yf, initial_noise(len(yf), world.size, config.seed + 101), steps, guidance)
     y_all = torch.arange(k).repeat_interleave(config.pool_retain)
 
@@ -135,8 +145,8 @@ def build_pool(world, person: int, config: EraseConfig, steps: int, guidance: fl
 
     got = cached(world, "trajectories", {"per_person": config.pool_retain, "seed": config.seed + 102,
                                          "steps": steps, "guidance": guidance}, everyone, cache)
-    keep = (y_all != person).repeat(steps)  # the states are laid out step-major
-    return Pool(xf, tf, got["x"][keep], got["t"][keep], y_all.repeat(steps)[keep])
+    keep = (~torch.isin(y_all, torch.tensor(people))).repeat(steps)  # the states are laid out step-major
+    return Pool(xf, tf, got["x"][keep], got["t"][keep], y_all.repeat(steps)[keep], forget_y=yf.repeat(steps))
 
 
 # -- the check that stops a run (the model's own velocities; dlib never) -------------------------------
@@ -161,21 +171,25 @@ class CheckStates:
     other_t: torch.Tensor
     other_y: torch.Tensor
     nobody_at_person: torch.Tensor  # v_frozen(x | nobody) on the person's states: where v(x | person) goes
-    person_gap: float  # mean ‖v_frozen(x | person) − v_frozen(x | nobody)‖² there
+    person_gap: dict[int, float]  # per person forgotten: mean ‖v_frozen(x | person) − v_frozen(x | nobody)‖²
     frozen_at_other: torch.Tensor  # v_frozen(x | p) on the others' states: where v(x | p) stays
     other_gap: torch.Tensor  # per other state ‖v_frozen(x | p) − v_frozen(x | nobody)‖²
+    person_y: torch.Tensor | None = None  # whose trajectory each of the person states is
 
 
 @torch.no_grad()
-def build_check_states(world, person: int, config: EraseConfig, steps: int, guidance: float) -> CheckStates:
+def build_check_states(world, person, config: EraseConfig, steps: int, guidance: float) -> CheckStates:
+    """`CHECK_TRAJECTORIES` held-out trajectories of each person forgotten (one label or several) and one of
+    `CHECK_OTHERS` other people, every `steps // CHECK_STATES`-th state."""
     from legato.lfwfaces.train import velocity
     from legato.lfwfaces.world import initial_noise
 
+    people = as_people(person)
     every = max(1, steps // CHECK_STATES)
     gen = torch.Generator().manual_seed(config.seed + 103)
-    others = [p for p in range(len(world.people)) if p != person]
+    others = [p for p in range(len(world.people)) if p not in people]
     chosen = [others[i] for i in torch.randperm(len(others), generator=gen)[:CHECK_OTHERS].tolist()]
-    yp = torch.full((CHECK_TRAJECTORIES,), person, dtype=torch.long)
+    yp = torch.tensor(people, dtype=torch.long).repeat_interleave(CHECK_TRAJECTORIES)
     yo = torch.tensor(chosen, dtype=torch.long)
     xp, tp = _every(trajectory_states(world, yp, initial_noise(len(yp), world.size, config.seed + 104), steps,
                                       guidance), steps, every)
@@ -184,12 +198,14 @@ def build_check_states(world, person: int, config: EraseConfig, steps: int, guid
     oy = yo.repeat(len(xo) // len(yo))
     null = world.null_class
     teacher = world.unet
+    py = yp.repeat(len(xp) // len(yp))  # step-major, as the states
     nobody_p = velocity(teacher, xp, tp, torch.full((len(xp),), null, dtype=torch.long))
-    person_v = velocity(teacher, xp, tp, torch.full((len(xp),), person, dtype=torch.long))
+    person_v = velocity(teacher, xp, tp, py)
     frozen_o = velocity(teacher, xo, to, oy)
     nobody_o = velocity(teacher, xo, to, torch.full((len(xo),), null, dtype=torch.long))
-    return CheckStates(xp, tp, xo, to, oy, nobody_p, float((person_v - nobody_p).pow(2).mean()),
-                       frozen_o, (frozen_o - nobody_o).pow(2).flatten(1).mean(1))
+    gaps = {p: float((person_v - nobody_p)[py == p].pow(2).mean()) for p in people}
+    return CheckStates(xp, tp, xo, to, oy, nobody_p, gaps, frozen_o, (frozen_o - nobody_o).pow(2).flatten(1).mean(1),
+                       person_y=py)
 
 
 def _every(states: tuple[torch.Tensor, torch.Tensor], steps: int, every: int):
@@ -198,15 +214,16 @@ def _every(states: tuple[torch.Tensor, torch.Tensor], steps: int, every: int):
 
 
 @torch.no_grad()
-def stop_scores(unet, person: int, states: CheckStates) -> dict:
-    """`forget_gap`: the share of the person's squared velocity gap to nobody still left; `kept_drift`: the
-    largest per-person squared drift of the others' velocities, as a share of their own gap to nobody;
-    `passed` when both are within `STOP_FORGET_GAP` / `STOP_KEPT_DRIFT`."""
+def stop_scores(unet, person, states: CheckStates) -> dict:
+    """`forget_gap`: the share of the squared velocity gap to nobody still left (the largest over the people
+    forgotten); `kept_drift`: the largest per-person squared drift of the others' velocities, as a share of
+    their own gap to nobody; `passed` when both are within `STOP_FORGET_GAP` / `STOP_KEPT_DRIFT`."""
     from legato.lfwfaces.train import velocity
 
-    vp = velocity(unet, states.person_x, states.person_t,
-                  torch.full((len(states.person_x),), person, dtype=torch.long))
-    forget_gap = float((vp - states.nobody_at_person).pow(2).mean()) / max(states.person_gap, 1e-12)
+    vp = velocity(unet, states.person_x, states.person_t, states.person_y)
+    left = (vp - states.nobody_at_person).pow(2)
+    forget_gap = max(float(left[states.person_y == p].mean()) / max(gap, 1e-12)
+                     for p, gap in states.person_gap.items())
     vo = velocity(unet, states.other_x, states.other_t, states.other_y)
     drift = (vo - states.frozen_at_other).pow(2).flatten(1).mean(1)
     per_person = [float(drift[states.other_y == p].sum() / states.other_gap[states.other_y == p].sum())
@@ -221,10 +238,12 @@ class Student:
     """The person's forgetting on the world's UNet: the shared methods' `Trainable` (what trains, its state
     and its dial: `unlearning.methods.modules`), the person, and `teacher`, a frozen copy of the source."""
 
-    def __init__(self, world, person: int, config: EraseConfig) -> None:
+    def __init__(self, world, person, config: EraseConfig) -> None:
         from legato.unlearning.methods import modules
 
-        self.world, self.person, self.config, self.method = world, person, config, config.method
+        self.people = as_people(person)  # one label or several: the people this run forgets
+        self.person = self.people[0]
+        self.world, self.config, self.method = world, config, config.method
         self.teacher = copy.deepcopy(world.unet).eval().requires_grad_(False)
         self.unet = world.unet
         method = config.method
@@ -249,7 +268,7 @@ class Student:
     @property
     def num_trainable(self) -> int:
         if self.method == "embedding":
-            return int(self.unet.class_embedding.weight.shape[1])  # one row
+            return int(self.unet.class_embedding.weight.shape[1]) * len(self.people)  # a row each
         return self.trainable.num_trainable()
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -268,7 +287,7 @@ class Student:
         dial = self.trainable.dial
         if self.method == "embedding":
             weight = self.unet.class_embedding.weight
-            weight[self.person] = weight[self.world.null_class]
+            weight[self.people] = weight[self.world.null_class].clone()
         if isinstance(dial, WeightInterpolation):  # what training left is strength 1
             dial.capture()
         dial.strength = 1.0
@@ -315,7 +334,8 @@ class EraseObjective:
 
     def __init__(self, student: Student, pool: Pool, config: EraseConfig) -> None:
         self.student, self.pool, self.config = student, pool, config
-        self.name = f"{config.method}, {student.world.people[student.person]}"
+        names = [student.world.people[p] for p in student.people]
+        self.name = f"{config.method}, {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
         self.model, self.params = student.unet, student.params
 
     def state_dict(self) -> dict:
@@ -340,7 +360,7 @@ class EraseObjective:
         from legato.lfwfaces.train import velocity
 
         cfg, pool, st = self.config, self.pool, self.student
-        person, null = st.person, st.world.null_class
+        null = st.world.null_class
         nf = cfg.batch_forget
         half = nf // 2  # half from the person's trajectories, half from other people's
         i_f = torch.randint(0, len(pool.forget_x), (nf - half,), generator=gen)
@@ -349,11 +369,16 @@ class EraseObjective:
         tf = torch.cat([pool.forget_t[i_f], pool.other_t[i_o[:half]]])
         xr, tr, yr = pool.other_x[i_o[half:]], pool.other_t[i_o[half:]], pool.other_y[i_o[half:]].clone()
         yr[torch.rand(len(yr), generator=gen) < cfg.null_share] = null
+        if len(st.people) == 1:
+            yf = torch.full((nf,), st.person, dtype=torch.long)
+        else:  # each person's own states under their name; other people's states under a forgotten name
+            named = torch.tensor(st.people)[torch.randint(0, len(st.people), (half,), generator=gen)]
+            yf = torch.cat([pool.forget_y[i_f], named])
         with torch.no_grad():
             target = velocity(st.teacher, torch.cat([xf, xr]), torch.cat([tf, tr]),
                               torch.cat([torch.full((nf,), null, dtype=torch.long), yr]))
         v = velocity(st.unet, torch.cat([xf, xr]), torch.cat([tf, tr]),
-                     torch.cat([torch.full((nf,), person, dtype=torch.long), yr]))
+                     torch.cat([yf, yr]))
         loss_forget = (v[:nf] - target[:nf]).pow(2).mean()
         loss_retain = (v[nf:] - target[nf:]).pow(2).mean()
         loss_traj = st.trajectory_loss()

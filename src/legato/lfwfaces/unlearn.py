@@ -29,6 +29,7 @@ from legato.lfwfaces.erase import (
     EraseConfig,
     EraseObjective,
     Student,
+    as_people,
     build_check_states,
     build_pool,
     stop_scores,
@@ -89,22 +90,23 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
     from legato.lfwfaces.judge import recognition_rates
     from legato.lfwfaces.world import initial_noise, sample
 
-    person, k = student.person, len(world.people)
+    people, k = student.people, len(world.people)
     if n_forget < MIN_FORGET_SAMPLES:
         raise InputError(f"--n-forget must be at least {MIN_FORGET_SAMPLES} to decide a recognition rate")
     strengths = sorted({0.0, 1.0, *(float(s) for s in strengths)})
-    yf = torch.full((n_forget,), person, dtype=torch.long)
-    nf = initial_noise(n_forget, world.size, seed + 201)
+    # n_forget samples of each person forgotten (of the one person: exactly the single-person draw)
+    yf = torch.tensor(people, dtype=torch.long).repeat_interleave(n_forget)
+    nf = initial_noise(len(yf), world.size, seed + 201)
     # every person's n_other samples from one noise draw, so the source's are shared by all runs
     y_all = torch.arange(k).repeat_interleave(n_other)
-    keep = y_all != person
+    keep = ~torch.isin(y_all, torch.tensor(people))
     yo = y_all[keep]
     no = initial_noise(len(y_all), world.size, seed + 202)[keep]
     src_f = source_descriptors(world, judge, yf, seed + 201, teacher=student.teacher, cache=cache,
                                progress=progress)
     src_o = source_descriptors(world, judge, y_all, seed + 202, teacher=student.teacher, keep=len(y_all),
                                cache=cache, progress=progress)
-    sweep, images = [], {}
+    sweep, images, per_person = [], {}, {}
     for s in strengths:
         if s == 0.0:
             j, x = judge.judge_descriptors(src_f["found"], src_f["desc"]), src_f["images"]
@@ -112,11 +114,13 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
             student.set_strength(s)
             x = sample(world, yf, noise=nf, unet=student.unet, progress=progress)
             j = judge.judge(x)
-        rec = int((j.recognised_as == person).sum())
-        as_other = int(((j.recognised_as >= 0) & (j.recognised_as != person)).sum())
-        sweep.append({"strength": s, "recognition": rec / n_forget, "recognition_ci": wilson(rec, n_forget),
-                      "face_found": float(j.found.float().mean()), "recognised_as_other": as_other / n_forget,
+        hit = j.recognised_as == yf
+        rec, n = int(hit.sum()), len(yf)
+        as_other = int(((j.recognised_as >= 0) & ~hit).sum())
+        sweep.append({"strength": s, "recognition": rec / n, "recognition_ci": wilson(rec, n),
+                      "face_found": float(j.found.float().mean()), "recognised_as_other": as_other / n,
                       "recognised_as": _counts(j.recognised_as, world.people)})
+        per_person[s] = {p: (int(hit[yf == p].sum()), float(j.found[yf == p].float().mean())) for p in people}
         images[s] = x[:12]
     student.set_strength(1.0)
     x1 = sample(world, yo, noise=no, unet=student.unet, progress=progress)
@@ -124,13 +128,14 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
     by_strength = {0.0: (src_o["images"][keep], recognition_rates(before_j, yo, k), src_o["fid"][keep]),
                    1.0: (x1, recognition_rates(judge.judge(x1), yo, k), judge.fid_features(x1))}
     out = {"sweep": sweep}
-    others = [p for p in range(k) if p != person]
+    others = [p for p in range(k) if p not in people]
     before, after = by_strength[0.0][1], by_strength[1.0][1]
     drops = torch.tensor([before["recognition"][p] - after["recognition"][p] for p in others])
     real = judge.real_features.double()
     last = sweep[-1]
     out.update({
-        "person": world.people[person],
+        "person": world.people[people[0]] if len(people) == 1 else None,
+        "people": [world.people[p] for p in people],
         "recognition_before": sweep[0]["recognition"],
         "recognition_after": last["recognition"],
         "recognition_after_ci": last["recognition_ci"],
@@ -147,6 +152,12 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
         "n_forget": n_forget,
         "n_other_per_person": n_other,
     })
+    if len(people) > 1:  # each person's own rate: the set is forgotten when every one of them is
+        out["per_person"] = [
+            {"person": world.people[p], "recognition_before": per_person[0.0][p][0] / n_forget,
+             "recognition_after": per_person[1.0][p][0] / n_forget,
+             "recognition_after_ci": wilson(per_person[1.0][p][0], n_forget), "face_found_after": per_person[1.0][p][1]}
+            for p in people]
     out["verdicts"] = verdicts(out)
     grid = {"forgotten_sweep": [images[s] for s in strengths],
             "others_before_after": [by_strength[0.0][0][: 2 * 12 : n_other][:12],
@@ -161,9 +172,18 @@ def _counts(recognised_as: torch.Tensor, people: list[str], top: int = 3) -> dic
     return {(people[int(names[i])] if names[i] >= 0 else "nobody"): int(counts[i]) for i in order}
 
 
+def _forgotten(ci) -> str:
+    lo, hi = ci
+    return "✔" if hi < FORGOTTEN_RATE else ("✘" if lo >= FORGOTTEN_RATE else "inconclusive")
+
+
 def verdicts(m: dict) -> dict:
-    lo, hi = m["recognition_after_ci"]
-    forgotten = "✔" if hi < FORGOTTEN_RATE else ("✘" if lo >= FORGOTTEN_RATE else "inconclusive")
+    rows = m.get("per_person")
+    if rows:  # several people: ✔ when each is, ✘ when any is
+        each = [_forgotten(r["recognition_after_ci"]) for r in rows]
+        forgotten = "✔" if all(e == "✔" for e in each) else ("✘" if "✘" in each else "inconclusive")
+    else:
+        forgotten = _forgotten(m["recognition_after_ci"])
     d_lo, d_hi = m["others_drop_ci"]
     kept = "✔" if d_hi <= KEPT_DROP else ("✘" if d_lo > KEPT_DROP else "inconclusive")
     face = "✔" if m["face_found_after"] >= FACE_RATE else "✘"
@@ -215,15 +235,36 @@ def _save_result(student: Student, directory: Path, metadata: dict) -> None:
         (directory / "legato_result.json").write_text(json.dumps(metadata, indent=2) + "\n")
     elif method == "lora":  # PEFT's format (`unlearning.methods.modules.save_peft_lora`)
         student.trainable.save(directory, {**metadata, "target_sites": list(student.config.sites)})
-    else:
-        row = student.unet.class_embedding.weight[student.person].detach().clone().contiguous()
-        save_file({"class_embedding.row": row}, str(directory / "embedding_edit.safetensors"), metadata=meta)
+    else:  # the forgotten people's rows, in the order of metadata["people"]
+        rows = student.unet.class_embedding.weight[student.people].detach().clone().contiguous()
+        save_file({"class_embedding.rows": rows}, str(directory / "embedding_edit.safetensors"), metadata=meta)
+
+
+def people_of(identity: str) -> list[str]:
+    """The names a run forgets: one name, or `@FILE` with one name per line (blank lines and `#` skipped)."""
+    if not identity.startswith("@"):
+        return [identity]
+    path = Path(identity[1:])
+    if not path.is_file():
+        raise InputError(f"identity list {path} does not exist")
+    try:
+        names = [line.strip() for line in path.read_text().splitlines()
+                 if line.strip() and not line.strip().startswith("#")]
+    except UnicodeDecodeError as e:
+        raise InputError(f"identity list {path} is not a text file (one name per line)") from e
+    if not names:
+        raise InputError(f"identity list {path} names nobody (one name of `legato lfw-faces people` per line)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"identity list {path} names {', '.join(twice)} more than once")
+    return names
 
 
 def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, generator: str | Path | None = None,
         n_forget: int = 48, n_other: int = 2, strengths=RUN_STRENGTHS, overwrite: bool = False,
         resume: bool = False, progress: bool = True, cache: bool = True, judge=None) -> dict:
-    """Forget `identity` (a name of `legato lfw-faces people`) with `config`; write `out`; return metrics.
+    """Forget `identity` (a name of `legato lfw-faces people`, or `@FILE` of several, forgotten by one result)
+    with `config`; write `out`; return metrics.
 
     The run folder is built in `OUT.partial/` (`unlearning.run_folder`), whose checkpoint `resume`
     continues from bit for bit, and renamed to `out` when complete.
@@ -242,7 +283,11 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
         raise InputError(f"--n-forget must be ≥ {MIN_FORGET_SAMPLES} and the samples per other person ≥ 1")
     t_start = time.time()
     world = load_world(generator)
-    person = world.label_of(identity)
+    names = people_of(identity)
+    people = [world.label_of(n) for n in names]
+    if len(people) >= len(world.people):
+        raise InputError(f"{identity} names all {len(world.people)} people of the world: nobody would be kept")
+    person = people[0] if len(people) == 1 else people
     judge = judge or DlibJudge.shipped()
     if judge.people != world.people:
         raise InputError("the judge's reference names other people than this generator; rebuild it with "
@@ -288,13 +333,14 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
         "stop": stop, "config": config.to_dict(),
     })
     _save_result(student, run_folder.result_folder(tmp), {"method": config.method, "generator": "lfw-faces",
-                                            "person": world.people[person], "config": config.to_dict()})
+                                            "person": names[0] if len(names) == 1 else None, "people": names,
+                                            "config": config.to_dict()})
     if student.adapters is not None:
         student.adapters.detach()
     for name, rows in grids.items():  # a row per strength / before, after; 12 faces a row
         save_grid(torch.cat(rows), tmp / f"{name}.png", nrow=rows[0].shape[0])
     (tmp / "dial.png").write_bytes(_dial_plot(metrics["sweep"], f"{config.method}: forgetting "
-                                              f"{world.people[person]}"))
+                                              + (names[0] if len(names) == 1 else f"{len(names)} people")))
     metrics["wall_seconds"] = round(time.time() - t_start, 1)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     run_folder.finish(work, out)
@@ -309,11 +355,12 @@ def load_result(run_folder: str | Path, generator: str | Path | None = None):
     result = run_folder / "adapter" if (run_folder / "adapter").is_dir() else run_folder
     try:
         metrics = json.loads((run_folder / "metrics.json").read_text())
-        method, person_name = metrics["method"], metrics["person"]
+        method, names = metrics["method"], metrics.get("people") or [metrics["person"]]
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{run_folder}: not an lfw-faces run folder (metrics.json: {e})") from e
     world = load_world(generator)
-    person = world.label_of(person_name)
+    labels = [world.label_of(n) for n in names]
+    person = labels[0] if len(labels) == 1 else labels
     if method in ("legato", "residual"):
         from legato.ode import load_bundle
 
@@ -342,9 +389,10 @@ def load_result(run_folder: str | Path, generator: str | Path | None = None):
                                     world.unet)
             set_peft_model_state_dict(world.unet, load_file(str(result / "adapter_model.safetensors")))
         return world, world.unet.eval().requires_grad_(False), person
-    row = load_file(str(result / "embedding_edit.safetensors"))["class_embedding.row"]
+    edit = load_file(str(result / "embedding_edit.safetensors"))
+    rows = edit["class_embedding.rows"] if "class_embedding.rows" in edit else edit["class_embedding.row"][None]
     with torch.no_grad():
-        world.unet.class_embedding.weight[person] = row
+        world.unet.class_embedding.weight[labels] = rows
     return world, world.unet, person
 
 
@@ -376,15 +424,16 @@ def load_dial(run_folder: str | Path, generator: str | Path | None = None):
 @torch.no_grad()
 def sweep(run_folder: str | Path, strengths=STRENGTHS, *, n: int = 48, seed: int = 0, judge=None,
           generator: str | Path | None = None, progress: bool = False, images: list | None = None) -> list[dict]:
-    """The person's recognition rate (dlib) at each strength of a finished run's dial, from the noise the run
-    judged its person with (`seed + 201`), so strength 0 and 1 repeat the run's own rows when `n` matches."""
+    """The person's recognition rate (dlib) at each strength of a finished run's dial (several people: over
+    `n` samples of each), from the noise the run judged them with (`seed + 201`), so strength 0 and 1 repeat
+    the run's own rows when `n` matches."""
     from legato.lfwfaces.judge import DlibJudge
     from legato.lfwfaces.world import initial_noise, sample
 
     judge = judge or DlibJudge.shipped()
     world, unet, person, set_strength = load_dial(run_folder, generator)
-    labels = torch.full((n,), person, dtype=torch.long)
-    noise = initial_noise(n, world.size, seed + 201)
+    labels = torch.tensor(as_people(person), dtype=torch.long).repeat_interleave(n)
+    noise = initial_noise(len(labels), world.size, seed + 201)
     rows = []
     for s in strengths:
         set_strength(float(s))
@@ -392,8 +441,8 @@ def sweep(run_folder: str | Path, strengths=STRENGTHS, *, n: int = 48, seed: int
         if images is not None:  # the first 12 samples at each strength, for a picture
             images.append(x[:12])
         j = judge.judge(x)
-        rec = int((j.recognised_as == person).sum())
-        rows.append({"strength": float(s), "recognition": rec / n, "recognition_ci": wilson(rec, n),
+        rec, total = int((j.recognised_as == labels).sum()), len(labels)
+        rows.append({"strength": float(s), "recognition": rec / total, "recognition_ci": wilson(rec, total),
                      "face_found": float(j.found.float().mean())})
     set_strength(1.0)
     return rows
@@ -428,7 +477,7 @@ def evaluate_run(run_folder: str | Path, *, strength: float = 1.0, n_forget: int
     world, unet, person, set_strength = load_dial(run_folder, generator)
     if judge.people != world.people:
         raise InputError("the judge's reference names other people than this generator")
-    student = SimpleNamespace(person=person, unet=unet, teacher=load_world(generator).unet,
+    student = SimpleNamespace(people=as_people(person), unet=unet, teacher=load_world(generator).unet,
                               set_strength=lambda s: set_strength(s * strength))
     metrics, _ = evaluate(world, student, judge, n_forget=n_forget, n_other=n_other, strengths=(0.0, 1.0),
                           seed=seed, progress=progress)

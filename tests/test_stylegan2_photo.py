@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from legato.generators.stylegan2.networks import StyleGAN2Generator
-from legato.inversion.images import align_photo, load_image, save_image
+from legato.identity.framing import align_photo
+from legato.inversion.images import load_image, save_image
 from legato.inversion.projection import ProjectionConfig, Projector, PyramidDistance, noise_regularisation
 from test_nvlabs_reader import SMALL, _randomised, _write
 

@@ -47,9 +47,11 @@ def load_target(adapter_dir: Path | None, identity: str | None, generator, targe
                 seed: int = 0):
     """(target ws, held-out ws or None, description) from `--identity` or the run's stored latent."""
     if identity is not None:
+        from legato.identity.framing import photo_loader
         from legato.inversion.sources import resolve_identity
 
-        ident = resolve_identity(identity, generator, target_index=target_index, seed=seed)
+        ident = resolve_identity(identity, generator, target_index=target_index, seed=seed,
+                                 load_photo=photo_loader(generator))
         return ident.ws, ident.held_out_ws, ident.description
     from legato.errors import InputError
     from legato.unlearning.run_folder import PEOPLE_FILE, read_people

@@ -20,7 +20,7 @@ class Generator(nn.Module, ABC):
 
     name: str = "generator"
     # how the model frames a face: "ffhq" (NVIDIA's face models, EG3D): a photo is aligned to FFHQ's crop
-    # (eyes and mouth where FFHQ puts them, `inversion.images.align_photo`) before it is inverted; None:
+    # (eyes and mouth where FFHQ puts them, `identity.framing.align_photo`) before it is inverted; None:
     # photos are taken as they are (centre-cropped to a square)
     photo_framing: str | None = None
     z_dim: int

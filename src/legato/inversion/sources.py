@@ -3,7 +3,8 @@ person of the backend's own world.
 
 Specs:
 - `seed:N` — ws = mapping(z) for z drawn with seed N (the "Random" scenario);
-- `PATH.png` — one photo, framed as the generator frames faces (`Generator.photo_framing`) and inverted
+- `PATH.png` — one photo, framed as the generator frames faces (`Generator.photo_framing`, by the
+  caller's `load_photo`) and inverted
   with the backend's inverter (its encoder, else projection);
 - `FOLDER/` — photos of one person: the one at `target_index` is forgotten, the others are held out;
 - `latent:FILE` — a saved ws tensor (`.pt` read with weights_only, `.npy`, or `.safetensors` key `ws`);
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from legato.errors import CheckpointError, InputError
-from legato.inversion.images import align_photo, list_images
+from legato.inversion.images import list_images, load_image
 
 
 @dataclass
@@ -157,14 +158,20 @@ def resolve_identity(
     seed: int = 0,
     refine_steps: int = 0,
     n_held_out: int = 4,
+    load_photo=None,
 ) -> IdentitySource:
-    """Turn an identity spec (see the module docstring) into the latent to forget (+ held-out photos)."""
+    """Turn an identity spec (see the module docstring) into the latent to forget (+ held-out photos).
+
+    `load_photo(path, size)` reads a photo (default `load_image`, centre-cropped); the callers give
+    `identity.framing.photo_loader(generator)`, which frames it as the generator frames faces."""
+    load_photo = load_photo or load_image
     device = generator.w_avg.device
     if spec.startswith("@"):
         members = []
         for line, member in enumerate(read_identity_list(spec[1:]), 1):
             try:
-                members.append(resolve_identity(member, generator, target_index, seed, refine_steps, n_held_out))
+                members.append(resolve_identity(member, generator, target_index, seed, refine_steps, n_held_out,
+                                                load_photo))
             except InputError as e:
                 raise InputError(f"{spec[1:]}, entry {line} ({member}): {e}") from e
         return combine_identities(members, spec)
@@ -197,13 +204,12 @@ def resolve_identity(
         if not 0 <= target_index < len(files):
             raise InputError(f"--target-index {target_index} is out of range: {path} has {len(files)} photos")
         size = generator.img_resolution
-        framing = getattr(generator, "photo_framing", None)
-        photos = torch.cat([align_photo(f, size, framing) for f in files]).to(device)
+        photos = torch.cat([load_photo(f, size) for f in files]).to(device)
         return _from_photos(spec, "folder", photos, target_index, generator, refine_steps,
                             f"{files[target_index].name} from {path} ({len(files) - 1} held out)",
                             names=[str(f) for f in files])
     if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"} or path.exists():
-        photo = align_photo(path, generator.img_resolution, getattr(generator, "photo_framing", None)).to(device)
+        photo = load_photo(path, generator.img_resolution).to(device)
         return _from_photos(spec, "photo", photo, 0, generator, refine_steps, f"photo {path.name}",
                             names=[str(path)])
     raise InputError(

@@ -138,8 +138,11 @@ def unlearn(
               "computed; pass --identity-model arcface:PATH (or curricularface:PATH, dlib)", file=sys.stderr)
     if config.identity_crop == "reference" and loss_identity_model is not None and config.weights.identity:
         check_reference_crop(loss_identity_model)
+    from legato.identity.framing import photo_loader
+
     ident = identity if isinstance(identity, IdentitySource) else resolve_identity(
-        identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps)
+        identity, source, target_index=target_index, seed=config.seed, refine_steps=config.refine_steps,
+        load_photo=photo_loader(source))
     ws_u = ident.ws.detach()
     previous = _previous_people(extend, ws_u) if extend is not None else None
     value, relative = parse_distance(config.distance)

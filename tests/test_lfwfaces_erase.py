@@ -377,6 +377,10 @@ def test_several_people_are_forgotten_by_one_result(tiny_folder, tmp_path, metho
     m = unlearn.run(out, f"@{listing}", config, generator=tiny_folder, n_forget=16, n_other=2, progress=False,
                     judge=_BrightnessJudge())
     assert m["person"] is None and m["people"] == ["A_a", "C_c"]
+    from PIL import Image
+
+    with Image.open(out / "forgotten_sweep.png") as im:  # a row per strength, a face of each person
+        assert im.size[0] <= 1.5 * im.size[1]  # 2 faces a row (one per person) and 2 rows, not 12 of one
     assert [r["person"] for r in m["per_person"]] == ["A_a", "C_c"]
     assert m["recognition_after"] == pytest.approx(sum(r["recognition_after"] for r in m["per_person"]) / 2)
     if method == "embedding":  # a row of each

@@ -103,7 +103,7 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
     yo = y_all[keep]
     no = initial_noise(len(y_all), world.size, seed + 202)[keep]
     src_f = source_descriptors(world, judge, yf, seed + 201, teacher=student.teacher, cache=cache,
-                               progress=progress)
+                               progress=progress, keep=24 if len(people) == 1 else len(yf))
     src_o = source_descriptors(world, judge, y_all, seed + 202, teacher=student.teacher, keep=len(y_all),
                                cache=cache, progress=progress)
     sweep, images, per_person = [], {}, {}
@@ -121,7 +121,8 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
                       "face_found": float(j.found.float().mean()), "recognised_as_other": as_other / n,
                       "recognised_as": _counts(j.recognised_as, world.people)})
         per_person[s] = {p: (int(hit[yf == p].sum()), float(j.found[yf == p].float().mean())) for p in people}
-        images[s] = x[:12]
+        # the picture: 12 samples of the one person, or the first sample of each of the first 12 people
+        images[s] = x[:12] if len(people) == 1 else x[torch.arange(min(12, len(people))) * n_forget]
     student.set_strength(1.0)
     x1 = sample(world, yo, noise=no, unet=student.unet, progress=progress)
     before_j = judge.judge_descriptors(src_o["found"][keep], src_o["desc"][keep])

@@ -413,8 +413,7 @@ def load_dial(run_folder: str | Path, generator: str | Path | None = None):
     else:  # finetune, embedding: from the source's tensors to the result's
         from legato.lfwfaces.world import load_world
 
-        source = {k: v.detach().clone() for k, v in load_world(generator).unet.named_parameters()}
-        dial = WeightInterpolation.of_changed(unet, source)
+        dial = WeightInterpolation.of_changed(unet, dict(load_world(generator).unet.named_parameters()))
 
     def set_strength(s: float) -> None:
         dial.strength = s

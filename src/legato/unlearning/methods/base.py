@@ -107,15 +107,20 @@ BUNDLE_CONFIG = "adapter_config.json"  # the PEFT-shaped bundles' config (adapte
 UNREADABLE = "<unreadable>"
 
 
-def bundle_peft_type(directory) -> str | None:
-    """The `peft_type` of the bundle config in `directory`: None without one, `UNREADABLE` when it is not JSON."""
+def bundle_config_value(directory, key: str):
+    """`key` of the bundle config in `directory`: None without one, `UNREADABLE` when it is not JSON."""
     path = Path(directory) / BUNDLE_CONFIG
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text()).get("peft_type")
+        return json.loads(path.read_text()).get(key)
     except (ValueError, UnicodeDecodeError, AttributeError):
         return UNREADABLE
+
+
+def bundle_peft_type(directory) -> str | None:
+    """The `peft_type` of the bundle config in `directory` (see `bundle_config_value`)."""
+    return bundle_config_value(directory, "peft_type")
 
 
 @dataclass

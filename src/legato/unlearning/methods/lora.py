@@ -24,9 +24,9 @@ from legato import __version__
 from legato.errors import CheckpointError, InputError
 from legato.files import atomic_directory
 from legato.ode import ODEAdapter, fingerprint
-from legato.ode.adapter_set import checked_strength
 from legato.unlearning.config import UnlearnConfig
 from legato.unlearning.methods.base import BUNDLE_CONFIG, LoadedResult, Method, Trainable, bundle_peft_type
+from legato.unlearning.methods.dials import ScaledDial
 
 PEFT_TYPE = "LORA"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -97,10 +97,11 @@ def matching_rank(model: nn.Module) -> int:
     return max(1, round(adapter_parameter_count(model) / params_per_rank(model, names)))
 
 
-class LoRASet:
+class LoRASet(ScaledDial):
     """The low-rank updates on one model: the dial (`strength`, `enabled`), their parameters, save/remove."""
 
     def __init__(self, model: nn.Module, names: list[str], rank: int, base_fingerprint: str) -> None:
+        super().__init__()
         self.model, self.names, self.rank, self.base_fingerprint = model, list(names), int(rank), base_fingerprint
         modules = dict(model.named_modules())
         self.updates: dict[str, LowRankUpdate] = {}
@@ -111,30 +112,11 @@ class LoRASet:
             update = LowRankUpdate(module.weight.shape, self.rank).to(module.weight.device, module.weight.dtype)
             parametrize.register_parametrization(module, "weight", update)
             self.updates[name] = update
-        self._strength, self._enabled = 1.0, True
         self.metadata: dict = {}
 
-    def _apply(self) -> None:
+    def _apply(self, scale: float) -> None:
         for u in self.updates.values():
-            u.scale = self._strength if self._enabled else 0.0
-
-    @property
-    def strength(self) -> float:
-        return self._strength
-
-    @strength.setter
-    def strength(self, value: float) -> None:
-        self._strength = checked_strength(value)
-        self._apply()
-
-    @property
-    def enabled(self) -> bool:
-        return self._enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
-        self._apply()
+            u.scale = scale
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
         return {f"{n}::{k}": p for n, u in self.updates.items() for k, p in u.named_parameters()}

@@ -46,7 +46,7 @@ def full_finetune(model: nn.Module, method: str, *, copy_model: bool) -> Trainab
     """Every weight of `model` trains (of a deep copy with `copy_model`, so `model` stays the source); the
     dial interpolates from the source's weights to the trained ones (captured by `dial.capture()`, or at
     the first turn of the dial)."""
-    source = {k: p.detach().clone() for k, p in model.named_parameters()}
+    source = dict(model.named_parameters())  # the dial keeps its own copy of these
     unlearned = copy.deepcopy(model) if copy_model else model
     if copy_model:
         model.requires_grad_(False)
@@ -100,15 +100,9 @@ def save_peft_lora(trainable: Trainable, directory, base_fingerprint: str, metad
 
 
 def holds_peft_lora(directory) -> bool:
-    import json
-    from pathlib import Path
+    from legato.unlearning.methods.base import bundle_config_value
 
-    from legato.unlearning.methods.base import BUNDLE_CONFIG
-
-    try:
-        return json.loads((Path(directory) / BUNDLE_CONFIG).read_text()).get("format") == PEFT_FORMAT
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        return False
+    return bundle_config_value(directory, "format") == PEFT_FORMAT
 
 
 def load_peft_lora(directory, model: nn.Module) -> PeftLoraScale:

@@ -8,7 +8,7 @@ import torch
 from _unlearning_toy import train_toy
 from legato.errors import CheckpointError, InputError
 from legato.generators import load
-from legato.ode import fingerprint
+from legato.ode import StrengthMap, fingerprint
 from legato.unlearning import methods
 from legato.unlearning.config import METHODS, UnlearnConfig
 from legato.unlearning.methods import lora as lora_method
@@ -65,12 +65,14 @@ def test_lora_bundle_round_trip_and_refusal_on_a_foreign_base(tmp_path):
     with torch.no_grad():
         for p in trainable.params:
             p.add_(0.05 * torch.randn_like(p))
+    trainable.dial.strength_map = StrengthMap([0, 0.5, 1], [0, 0.2, 1])  # a calibrated run's map
     trainable.dial.strength = 0.7
     expected = _images(gen)
     trainable.save(tmp_path / "bundle", {"method": "lora"})
     fresh = load("toy")
     result = methods.load_result(tmp_path / "bundle", fresh)
     assert result.method == "lora" and result.dial.strength == pytest.approx(0.7)
+    assert result.dial.strength_map == StrengthMap([0, 0.5, 1], [0, 0.2, 1])
     assert torch.allclose(_images(fresh), expected, atol=1e-6)
     result.dial.remove()
     assert fingerprint(fresh) == base_fp  # taking the updates off gives the base back

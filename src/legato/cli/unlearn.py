@@ -91,7 +91,7 @@ UNLEARN_PANELS = {
     "Loss weights": "lambda_feature lambda_perceptual lambda_identity lambda_local lambda_adjacency lambda_global "
                     "lambda_trajectory lambda_gate",
     "Adapters": "hidden field gate_hidden gate_space gate_floor gate_positives t_end step_size solver dial "
-                "dial_crossing",
+                "dial_crossing dial_calibration",
     "Evaluation": "identity_model judge_model judge_crop n_random n_fid inception real_images eval_every",
     "Output": "out resume overwrite log_every checkpoint_every",
     "Compute": "device rendering_resolution ray_chunk gradient_checkpointing micro_batch seed",
@@ -192,6 +192,10 @@ def register(app: typer.Typer) -> None:
                                              "after the check has held (SynthFaces 60, else 0)."),
         dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
                                             "person stops being recognised (default 0.5)."),
+        dial_calibration: str = typer.Option(None, "--dial-calibration", help="After training, map the strength "
+                                             "so that the loss's identity model sees forgetting fall evenly and "
+                                             "cross its threshold at --dial-crossing: loss-model (SynthFaces' "
+                                             "default) | none (the reference)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
                                       "whose parameter count comes nearest legato's adapters."),
         salun_keep: float = typer.Option(None, "--salun-keep", help="salun: fraction of synthesis weights the "

@@ -5,12 +5,14 @@ from legato.ode.adapter_set import AdapterConfig, AdapterSet, adapter_sets, atta
 from legato.ode.bundle import load_bundle, read_config, save_bundle
 from legato.ode.fields import Conv1x1Field, UNetField
 from legato.ode.fingerprint import fingerprint
+from legato.ode.strength_map import StrengthMap
 
 __all__ = [
     "AdapterConfig",
     "AdapterSet",
     "Conv1x1Field",
     "ODEAdapter",
+    "StrengthMap",
     "UNetField",
     "adapter_sets",
     "attach",

@@ -19,6 +19,7 @@ from torch import nn
 from legato.errors import InputError
 from legato.ode.adapter import ODEAdapter, trajectory_consistency
 from legato.ode.fields import CONDITIONED_FIELDS
+from legato.ode.strength_map import StrengthMap, mapped
 
 
 @dataclass
@@ -91,6 +92,7 @@ class AdapterSet(nn.Module):
         self._handles: list = []
         self._enabled = True
         self._strength = 1.0
+        self._strength_map: StrengthMap | None = None  # the user's strength → the time span (calibrated runs)
         self.metadata: dict = {}
 
     # -- the model this set sits on -------------------------------------------------------------
@@ -129,7 +131,18 @@ class AdapterSet(nn.Module):
         value = checked_strength(value)
         self._strength = value
         for adapter in self.adapters.values():
-            adapter.strength = value
+            adapter.strength = mapped(self._strength_map, value)
+
+    @property
+    def strength_map(self) -> StrengthMap | None:
+        """What `strength` turns the adapters' time span to (None: the strength itself); see
+        `legato.ode.strength_map`. Setting it re-applies the current strength."""
+        return self._strength_map
+
+    @strength_map.setter
+    def strength_map(self, value: StrengthMap | None) -> None:
+        self._strength_map = value
+        self.strength = self._strength
 
     @property
     def enabled(self) -> bool:

@@ -20,6 +20,7 @@ from legato.errors import CheckpointError, InputError
 from legato.files import atomic_directory
 from legato.ode.adapter_set import AdapterConfig, AdapterSet, _key, attach
 from legato.ode.fingerprint import fingerprint
+from legato.ode.strength_map import StrengthMap
 
 PEFT_TYPE = "LEGATO"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -40,6 +41,7 @@ def save_bundle(adapter_set: AdapterSet, directory, metadata: dict | None = None
         "channels": {s: adapter_set.adapter(s).channels for s in adapter_set.sites},
         **adapter_set.config.to_dict(),
         "strength": adapter_set.strength,
+        "strength_map": None if adapter_set.strength_map is None else adapter_set.strength_map.to_json(),
         "base_model_fingerprint": fingerprint(adapter_set.model),
         "metadata": {**adapter_set.metadata, **(metadata or {})},
     }
@@ -118,6 +120,11 @@ def load_bundle(
     except BaseException:
         adapter_set.detach()
         raise
-    adapter_set.strength = float(config.get("strength", 1.0))
+    try:
+        adapter_set.strength_map = StrengthMap.from_json(config.get("strength_map"), where=str(directory / CONFIG_NAME))
+        adapter_set.strength = float(config.get("strength", 1.0))
+    except BaseException:
+        adapter_set.detach()
+        raise
     adapter_set.metadata = dict(config.get("metadata", {}))
     return adapter_set

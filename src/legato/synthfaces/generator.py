@@ -161,7 +161,8 @@ class SynthFacesGenerator(Generator):
     # the field and early stop: docs/unlearning.md, "Defaults" (chosen on the demo person and people
     # 1,000,100-109; checked on 1,000,110-119)
     unlearning_defaults = {"distance": "1x", "alpha_max": "0.8x", "lambda_global_": 10.0, "lambda_identity": 0.5,
-                           "refine_steps": 10, "dial": "path", "field": "keyed", "gate_space": "embedding",
+                           "refine_steps": 10, "dial": "path", "dial_calibration": "loss-model",
+                           "field": "keyed", "gate_space": "embedding",
                            "gate_floor": 0.15, "early_stop": True, "stop_consolidate": 60,
                            "methods": {"legato": {"hidden": 64, "lr": 1e-3, "step_size": 0.8},
                                        "residual": {"hidden": 64, "lr": 1e-3}, "lora": {"lr": 1e-3}}}

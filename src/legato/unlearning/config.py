@@ -18,7 +18,8 @@ TRAINING_CAMERAS = ("views", "continuous")
 # continuous training yaw instead of the evaluation views, and the ID loss's fixed face crop.
 PRESETS = {
     "reference": {"reduction": "sum", "trajectory": "reference", "training_camera": "continuous",
-                  "identity_crop": "reference", "dial": "time", "early_stop": False, "field": "conv1x1"},
+                  "identity_crop": "reference", "dial": "time", "early_stop": False, "field": "conv1x1",
+                  "dial_calibration": "none"},
 }
 IDENTITY_CROPS = ("align", "reference")
 # what the strength dial is trained to mean: "time" (the reference: only the full time span is trained, so
@@ -26,6 +27,11 @@ IDENTITY_CROPS = ("align", "reference")
 # are trained towards the source's images along the path from the person to the target, placed so that the
 # identity score falls evenly and crosses the threshold at `dial_crossing`; `targets.dial_path`)
 DIALS = ("time", "path")
+# after training, what the user's strength s is mapped to on the dial's own scale: "none" (s itself, the
+# reference) or "loss-model" (ours: the loss's identity model scores the result along the dial and a stored
+# monotone map puts each s where that score follows the same profile as the path dial: 1 at 0, the threshold at
+# `dial_crossing`, the result's score at 1; `unlearning.dial_calibration`)
+DIAL_CALIBRATIONS = ("none", "loss-model")
 # --field gated: which latents the membership term opens the gate for: the forgotten ones ("targets"), or
 # those and the adjacency latents around them ("neighbourhood": the gate opens for the region the adjacency
 # term forgets, e.g. other photos of the person, not only the one given)
@@ -87,6 +93,7 @@ class UnlearnConfig:
     step_size: float = 0.4
     dial: str = "time"  # DIALS (the reference trains the full time span only)
     dial_crossing: float = 0.5  # dial="path": the strength at which the person stops being recognised
+    dial_calibration: str = "none"  # DIAL_CALIBRATIONS (the reference: the strength is the time span itself)
     # early stop (ours; the reference trains a fixed count): every `stop_every` steps the loss's identity model
     # (never the judge) checks the forgotten latent on views it does not train on, the person's other photos
     # and a fixed set of strangers; `stop_patience` passes in a row end training. `iterations` stays the bound.
@@ -171,7 +178,8 @@ class UnlearnConfig:
                              f"{self.stop_patience})")
         if not 0.0 < self.dial_crossing < 1.0:
             raise InputError(f"--dial-crossing must be in (0, 1) (got {self.dial_crossing})")
-        for name, allowed in (("dial", DIALS), ("reduction", REDUCTIONS), ("trajectory", TRAJECTORY_MODES),
+        for name, allowed in (("dial", DIALS), ("dial_calibration", DIAL_CALIBRATIONS), ("reduction", REDUCTIONS),
+                              ("trajectory", TRAJECTORY_MODES),
                               ("training_camera", TRAINING_CAMERAS), ("identity_crop", IDENTITY_CROPS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "

@@ -205,6 +205,14 @@ def unlearn(
         raise TrainingError(run_folder.failure_hint(str(e), work, config.lr)) from e
 
     unlearned = freeze(trainable.unlearned)
+    calibration = None
+    if (config.dial_calibration == "loss-model" and trainable.dial is not None and loss_identity_model is not None
+            and getattr(loss_identity_model, "threshold", None) is not None):
+        from legato.unlearning.dial_calibration import calibrate_dial
+
+        # the loss's model places the strengths, as it placed the path: the judge has no say in what s means
+        calibration = calibrate_dial(source, unlearned, trainable.dial, ws_u, loss_identity_model,
+                                     float(loss_identity_model.threshold), crossing=config.dial_crossing)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
                        n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress,
                        fid_features=fid_features, real_reference=real_images)
@@ -242,6 +250,9 @@ def unlearn(
         "dial": config.dial if dial is not None else "time",
         "dial_path_fractions": None if dial is None else [[round(float(v), 4) for v in row]
                                                           for row in dial["fractions"][:8]],
+        "dial_calibration": None if calibration is None else {
+            **{k: v for k, v in calibration.items() if k != "strength_map"},
+            "strength_map": calibration["strength_map"].to_json()},
         "threshold": getattr(identity_model, "threshold", None),
         "target_distance": round(distance, 4),
         "typical_w_distance": round(scale, 4) if (relative or alpha_relative) else None,

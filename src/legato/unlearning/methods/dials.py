@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from legato.ode.adapter_set import checked_strength
+from legato.ode.strength_map import StrengthMap, mapped
 
 
 class ScaledDial:
@@ -25,12 +26,23 @@ class ScaledDial:
 
     def __init__(self) -> None:
         self._strength, self._enabled = 1.0, True
+        self._strength_map: StrengthMap | None = None
 
     def _apply(self, scale: float) -> None:
         raise NotImplementedError
 
     def _update(self) -> None:
-        self._apply(self._strength if self._enabled else 0.0)
+        self._apply(mapped(self._strength_map, self._strength) if self._enabled else 0.0)
+
+    @property
+    def strength_map(self) -> StrengthMap | None:
+        """What `strength` turns the scale to (None: the strength itself; `legato.ode.strength_map`)."""
+        return self._strength_map
+
+    @strength_map.setter
+    def strength_map(self, value: StrengthMap | None) -> None:
+        self._strength_map = value
+        self._update()
 
     @property
     def strength(self) -> float:

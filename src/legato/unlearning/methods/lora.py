@@ -24,6 +24,7 @@ from legato import __version__
 from legato.errors import CheckpointError, InputError
 from legato.files import atomic_directory
 from legato.ode import ODEAdapter, fingerprint
+from legato.ode.strength_map import StrengthMap
 from legato.unlearning.config import UnlearnConfig
 from legato.unlearning.methods.base import BUNDLE_CONFIG, LoadedResult, Method, Trainable, bundle_peft_type
 from legato.unlearning.methods.dials import ScaledDial
@@ -133,6 +134,7 @@ class LoRASet(ScaledDial):
         tensors = {k: p.detach().cpu().contiguous() for k, p in self.named_parameters().items()}
         config = {"peft_type": PEFT_TYPE, "legato_version": __version__, "r": self.rank, "lora_alpha": self.rank,
                   "target_modules": self.names, "strength": self._strength,
+                  "strength_map": None if self.strength_map is None else self.strength_map.to_json(),
                   "base_model_fingerprint": self.base_fingerprint, "metadata": {**self.metadata, **(metadata or {})}}
         with atomic_directory(directory) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "peft_type": PEFT_TYPE})
@@ -201,7 +203,12 @@ def load(directory: Path, generator: nn.Module) -> LoadedResult:
         lora.remove()
         raise
     lora.metadata = dict(config.get("metadata", {}))
-    lora.strength = float(config.get("strength", 1.0))
+    try:
+        lora.strength_map = StrengthMap.from_json(config.get("strength_map"), where=str(directory / CONFIG_NAME))
+        lora.strength = float(config.get("strength", 1.0))
+    except BaseException:
+        lora.remove()
+        raise
     return LoadedResult("lora", generator, lora, state=lora.named_parameters())
 
 

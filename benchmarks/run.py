@@ -356,11 +356,14 @@ def dial(mode: dict, out: Path) -> dict:
     return {"table": text, "per_identity": summary}
 
 
-COLLAPSE_REFERENCE = {  # the reference's loss balance (λ_global 1), where the docs saw SynthFaces collapse
-    "legato": ("legato", {}),
-    "legato, no trajectory term": ("legato", {"lambda_trajectory": 0.0}),
-    "guide": ("guide", {}),
-    "lora": ("lora", {}),
+# the reference's recipe where collapse can show: its 1×1 field (the keyed field leaves strangers alone by
+# construction), its fixed step count (no early stop), its time dial, and its loss balance (λ_global 1)
+_REFERENCE_RECIPE = {"field": "conv1x1", "early_stop": False, "dial": "time", "dial_calibration": "none"}
+COLLAPSE_REFERENCE = {
+    "legato": ("legato", _REFERENCE_RECIPE),
+    "legato, no trajectory term": ("legato", {**_REFERENCE_RECIPE, "lambda_trajectory": 0.0}),
+    "guide": ("guide", _REFERENCE_RECIPE),
+    "lora": ("lora", _REFERENCE_RECIPE),
 }
 
 

@@ -3,6 +3,7 @@
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +109,36 @@ def test_the_calibrated_dial_follows_the_loss_models_profile_where_the_raw_one_d
     assert calibrated[0] == pytest.approx(1.0) and calibrated[-1] == pytest.approx(raw[-1])  # both ends kept
     assert raw_error > 0.1 and error < 0.05, (raw, calibrated, want)
     assert all(b <= a + 1e-6 for a, b in zip(calibrated, calibrated[1:], strict=False))
+
+
+@torch.no_grad()
+def test_the_image_calibration_moves_the_image_evenly_either_side_of_the_loss_models_crossing():
+    from legato.unlearning.dial_calibration import measure
+
+    source = TinyGenerator()
+    unlearned = copy.deepcopy(source)
+    model = source.identity_model()
+    adapters = attach(unlearned, ["body"], hidden=4, step_size=0.1)
+    push_adapter(adapters, amount=6.0)
+    ws = source.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    calibrate_dial(source, unlearned, adapters, ws, model, model.threshold, how="image", crossing=0.5, n_grid=81)
+    strength_map = adapters.strength_map
+    u = [strength_map(i / 10) for i in range(11)]
+    curves = measure(source, unlearned, adapters, ws, model, n_grid=161)  # the raw dial, finely
+    d = np.interp(u, curves["grid"], np.maximum.accumulate(curves["distance"]))
+    first, second = np.diff(d[:6]), np.diff(d[5:])
+    assert first.min() > 0 and second.min() > 0
+    assert np.allclose(first, first.mean(), atol=0.05 * d[-1]) and np.allclose(second, second.mean(), atol=0.05 * d[-1])
+    score_at_half = float(np.interp(u[5], curves["grid"], curves["score"]))
+    assert score_at_half == pytest.approx(model.threshold, abs=0.03)  # the loss model's crossing sits at s = 0.5
+    raw_score_at_half = float(np.interp(0.5, curves["grid"], curves["score"]))
+    assert abs(raw_score_at_half - model.threshold) > 0.1  # which the raw dial does not do
+
+
+def test_an_unknown_calibration_is_refused():
+    from legato.unlearning.dial_calibration import fit_map
+
+    curves = {"grid": np.linspace(0, 1, 3), "score": np.array([1.0, 0.5, 0.0]), "distance": np.array([0, 1.0, 2.0])}
+    with pytest.raises(ValueError, match="unknown dial calibration"):
+        fit_map(curves, "median", 0.5)
+    assert fit_map(curves, "image", 0.75, crossing=0.5)(0.5) == pytest.approx(0.25, abs=1e-3)

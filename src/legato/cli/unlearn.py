@@ -28,7 +28,7 @@ def _print_table(metrics: dict, out: Path) -> None:
 def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, iterations: int | None, lr, hidden,
                  lambda_trajectory, seed: int, overwrite: bool, early_stop: bool | None = None,
                  resume: bool = False) -> None:
-    """lfw-faces: forget a named person of the class-conditional flow (docs/lfw-faces.md)."""
+    """lfw-faces: forget a named person of the class-conditional flow (docs/reference/lfw-faces.md)."""
     from legato.errors import InputError
     from legato.lfwfaces.erase import EraseConfig
     from legato.lfwfaces.unlearn import run
@@ -43,7 +43,7 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
         options["hidden"] = hidden
     if lambda_trajectory is not None:
         options["lambda_trajectory"] = lambda_trajectory
-    if early_stop is not None:  # the velocity-gap check (off by default on lfw-faces: docs/lfw-faces.md)
+    if early_stop is not None:  # the velocity-gap check (off by default on lfw-faces: docs/reference/lfw-faces.md)
         options["early_stop"] = early_stop
     config = EraseConfig(**options).validate()
     metrics = run(out, identity, config, generator=None if generator == "lfw-faces" else generator,
@@ -61,7 +61,7 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
 
 def _unlearn_digits(out: Path, forget_class: int | None, method: str, iterations, lr, hidden, lambda_trajectory,
                     t_end, step_size, solver, seed: int, resume: bool, overwrite: bool) -> None:
-    """digits-flow: forget a digit class (docs/flows.md); options left out take the flow's own defaults."""
+    """digits-flow: forget a digit class (docs/reference/flows.md); options left out take the flow's own defaults."""
     import torch
 
     from legato.errors import InputError
@@ -192,10 +192,11 @@ def register(app: typer.Typer) -> None:
                                              "after the check has held (SynthFaces 60, else 0)."),
         dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
                                             "person stops being recognised (default 0.5)."),
-        dial_calibration: str = typer.Option(None, "--dial-calibration", help="After training, map the strength "
-                                             "so that the loss's identity model sees forgetting fall evenly and "
-                                             "cross its threshold at --dial-crossing: loss-model (SynthFaces' "
-                                             "default) | none (the reference)."),
+        dial_calibration: str = typer.Option(None, "--dial-calibration", help="After training, map the strength so "
+                                             "that forgetting falls evenly and crosses the loss model's threshold "
+                                             "at --dial-crossing: loss-model (its score follows the profile) | "
+                                             "image (the image moves evenly either side of the crossing) | none "
+                                             "(the reference)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
                                       "whose parameter count comes nearest legato's adapters."),
         salun_keep: float = typer.Option(None, "--salun-keep", help="salun: fraction of synthesis weights the "
@@ -219,7 +220,8 @@ def register(app: typer.Typer) -> None:
                                             "views) | continuous (a yaw anywhere in their range, the reference)."),
         preset: str = typer.Option(None, help="reference: the LEGATO/GUIDE code's structure (--reduction sum, "
                                    "--trajectory reference, --training-camera continuous; on EG3D also random "
-                                   "noise and its camera pivot), the default for EG3D | none; see docs/eg3d.md."),
+                                   "noise and its camera pivot), the default for EG3D | none; see "
+                                   "docs/reference/eg3d.md."),
         identity_crop: str = typer.Option(None, "--identity-crop", help="How the identity loss frames a face: "
                                           "align (the identity model's own alignment) | reference (the LEGATO/"
                                           "GUIDE code's fixed crop, part of --preset reference; needs ArcFace or "

@@ -158,10 +158,10 @@ class SynthFacesGenerator(Generator):
     # hidden 64 (256 costs more than this small generator's blocks at 64²), lr 1e-3 (at 1e-4 they forget
     # later) and 2 Euler steps of 0.8 over the reference's span 1.6 (the same forgetting step by step as 4
     # steps of 0.4, at 0.8× the cost per iteration); full fine-tuning keeps the reference's lr.
-    # the field and early stop: docs/unlearning.md, "Defaults" (chosen on the demo person and people
+    # the field and early stop: docs/results/synthfaces-defaults.md, "Defaults" (chosen on the demo person and people
     # 1,000,100-109; checked on 1,000,110-119)
     unlearning_defaults = {"distance": "1x", "alpha_max": "0.8x", "lambda_global_": 10.0, "lambda_identity": 0.5,
-                           "refine_steps": 10, "dial": "path", "dial_calibration": "loss-model",
+                           "refine_steps": 10, "dial": "path", "dial_calibration": "image",
                            "field": "keyed", "gate_space": "embedding",
                            "gate_floor": 0.15, "early_stop": True, "stop_consolidate": 60,
                            "methods": {"legato": {"hidden": 64, "lr": 1e-3, "step_size": 0.8},
@@ -226,7 +226,7 @@ class SynthFacesGenerator(Generator):
 
     def judge_model(self):
         """The independent judge (`synthfaces-judge`): trained apart from `identity_model`, used by nothing
-        but evaluation (docs/evaluation.md, "Who judges")."""
+        but evaluation (docs/reference/metrics-and-verdicts.md, "Who judges")."""
         from legato.synthfaces.identity_encoder import load_judge_model
 
         return load_judge_model(device=self.w_average.device)

@@ -13,7 +13,7 @@ REDUCTIONS = ("mean", "sum")
 TRAJECTORY_MODES = ("all", "reference")
 TRAINING_CAMERAS = ("views", "continuous")
 # Named departures from our defaults. "reference" reproduces the LEGATO/GUIDE code where its structure
-# differs from ours (docs/eg3d.md has the line-by-line reading): adjacency and global terms summed over
+# differs from ours (docs/reference/eg3d.md has the line-by-line reading): adjacency and global terms summed over
 # their latents, the one-block / forgotten-latent trajectory term with its doubled last step, and a
 # continuous training yaw instead of the evaluation views, and the ID loss's fixed face crop.
 PRESETS = {
@@ -28,10 +28,11 @@ IDENTITY_CROPS = ("align", "reference")
 # identity score falls evenly and crosses the threshold at `dial_crossing`; `targets.dial_path`)
 DIALS = ("time", "path")
 # after training, what the user's strength s is mapped to on the dial's own scale: "none" (s itself, the
-# reference) or "loss-model" (ours: the loss's identity model scores the result along the dial and a stored
-# monotone map puts each s where that score follows the same profile as the path dial: 1 at 0, the threshold at
-# `dial_crossing`, the result's score at 1; `unlearning.dial_calibration`)
-DIAL_CALIBRATIONS = ("none", "loss-model")
+# reference), "loss-model" (the loss's identity model's score follows the path dial's profile: 1 at 0, its
+# threshold at `dial_crossing`, the result's score at 1) or "image" (the loss model places the crossing at
+# `dial_crossing`, the image's distance from the source grows evenly on either side); a stored monotone map
+# (`unlearning.dial_calibration`)
+DIAL_CALIBRATIONS = ("none", "loss-model", "image")
 # --field gated: which latents the membership term opens the gate for: the forgotten ones ("targets"), or
 # those and the adjacency latents around them ("neighbourhood": the gate opens for the region the adjacency
 # term forgets, e.g. other photos of the person, not only the one given)

@@ -206,13 +206,14 @@ def unlearn(
 
     unlearned = freeze(trainable.unlearned)
     calibration = None
-    if (config.dial_calibration == "loss-model" and trainable.dial is not None and loss_identity_model is not None
+    if (config.dial_calibration != "none" and trainable.dial is not None and loss_identity_model is not None
             and getattr(loss_identity_model, "threshold", None) is not None):
         from legato.unlearning.dial_calibration import calibrate_dial
 
         # the loss's model places the strengths, as it placed the path: the judge has no say in what s means
         calibration = calibrate_dial(source, unlearned, trainable.dial, ws_u, loss_identity_model,
-                                     float(loss_identity_model.threshold), crossing=config.dial_crossing)
+                                     float(loss_identity_model.threshold), how=config.dial_calibration,
+                                     crossing=config.dial_crossing)
     metrics = evaluate(source, unlearned, ws_u, ident.held_out_ws, identity_model=identity_model,
                        n_random=n_random, n_fid=n_fid, seed=config.seed, progress=progress,
                        fid_features=fid_features, real_reference=real_images)

@@ -1,0 +1,106 @@
+"""The dial calibrations side by side on finished runs: each result with a dial (legato, residual, LoRA) is
+loaded, measured once along its own scale with the loss's model, mapped by every design of
+`unlearning.dial_calibration` (and by none), and swept with the judge over s = 0, 0.1, …, 1 as a run's report
+does (5 views, 16 strangers). Training is not repeated: a calibration only changes what s means.
+
+    python benchmarks/dial_calibrations.py benchmarks/results/table/runs --out DIR
+
+Writes DIR/dial_calibrations.json (one row per run and design) and DIR/dial_calibrations.md (per method and
+design: ρ, largest step, crossing, lowest preservation, runs meeting every rule of `sweep.dial_quality`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+DESIGNS = ("none", "loss-model", "image")
+DIAL_METHODS = ("legato", "residual", "lora")
+STRENGTHS = [i / 10 for i in range(11)]
+
+
+def compare_run(run: Path, loss_model, judge) -> list[dict]:
+    from legato.evaluation.sweep import run_sweep
+    from legato.synthfaces import load_generator
+    from legato.unlearning.dial_calibration import fit_map, measure
+    from legato.unlearning.methods import load_result
+    from legato.unlearning.run_folder import read_people
+
+    config = json.loads((run / "config.json").read_text())
+    method = config["config"]["method"]
+    if method not in DIAL_METHODS:
+        return []
+    crossing = float(config["config"].get("dial_crossing", 0.5))
+    gen = load_generator()
+    source = copy.deepcopy(gen)
+    for p in list(source.parameters()) + list(gen.parameters()):
+        p.requires_grad_(False)
+    loaded = load_result(run / "adapter", gen)
+    people = read_people(run / "adapter")
+    ws, held_out = people["ws"], people.get("held_out_ws")
+    measured = measure(source, gen, loaded.dial, ws, loss_model)
+    rows = []
+    for design in DESIGNS:
+        loaded.dial.strength_map = None if design == "none" else fit_map(measured, design, loss_model.threshold,
+                                                                         crossing)
+        result = run_sweep(source, gen, loaded.dial, ws, held_out, STRENGTHS, identity_model=judge, seed=0,
+                           n_random=16)
+        rows.append({"run": run.name, "method": method, "design": design,
+                     "id_target": [round(p["id_target"], 4) for p in result["points"]],
+                     **{k: result.get(k) for k in ("spearman", "largest_step_fraction", "crossing_strength",
+                                                   "preservation_min", "dial_ok")}})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "id_target"}), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| method | calibration | runs | Spearman ρ (worst) | largest step / fall (worst) | crossing s (range) | "
+             "lowest preservation | every dial rule met |", "|---|---|---|---|---|---|---|---|"]
+    for method in DIAL_METHODS:
+        for design in DESIGNS:
+            sel = [r for r in rows if r["method"] == method and r["design"] == design]
+            if not sel:
+                continue
+            rho = [r["spearman"] for r in sel if r["spearman"] is not None]
+            step = [r["largest_step_fraction"] for r in sel if r["largest_step_fraction"] is not None]
+            cross = [r["crossing_strength"] for r in sel if r["crossing_strength"] is not None]
+            pres = [r["preservation_min"] for r in sel if r["preservation_min"] is not None]
+            lines.append(
+                f"| {method} | {design} | {len(sel)} | {statistics.fmean(rho):.3f} ({max(rho):.3f}) | "
+                f"{statistics.fmean(step):.2f} ({max(step):.2f}) | "
+                + (f"{statistics.fmean(cross):.2f} ({min(cross):.2f}–{max(cross):.2f})" if cross else "—")
+                + f" | {min(pres):.3f} | {sum(bool(r['dial_ok']) for r in sel)}/{len(sel)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    from legato.identity.registry import load
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", type=Path, nargs="+", help="folders of finished runs, or folders holding them")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    folders = []
+    for path in args.runs:
+        folders += [path] if (path / "config.json").is_file() else sorted(p for p in path.iterdir()
+                                                                           if (p / "config.json").is_file())
+    loss_model, judge = load("synthfaces"), load("synthfaces-judge")
+    rows = []
+    for run in folders:
+        rows += compare_run(run, loss_model, judge)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dial_calibrations.json").write_text(json.dumps(rows, indent=1))
+    text = table(rows)
+    (args.out / "dial_calibrations.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -309,7 +309,7 @@ def evaluate(source, unlearned, target_ws: torch.Tensor, held_out_ws: torch.Tens
             per_stranger = result.get("id_preservation_per_latent")
             if threshold is not None and per_stranger is not None:
                 # strangers no longer recognised as themselves: the mean hides whether a few lookalikes were
-                # forgotten outright or everyone drifted a little (docs/evaluation.md)
+                # forgotten outright or everyone drifted a little (docs/reference/metrics-and-verdicts.md)
                 result["id_preservation_lost"] = sum(v < threshold for v in per_stranger)
         else:
             result.update(id_preservation=None, id_preservation_n=0, id_preservation_ci95=None)

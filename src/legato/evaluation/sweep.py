@@ -72,7 +72,7 @@ DIAL_CROSSING = (0.3, 0.7)  # where the forgotten latent should stop being recog
 
 def dial_quality(strengths: Sequence[float], ids: Sequence[float], threshold: float | None,
                  preservation: Sequence[float | None] | None = None, goal: float = 0.95) -> dict:
-    """How well a sweep behaves as a dial (docs/evaluation.md, "The dial"):
+    """How well a sweep behaves as a dial (docs/howto/the-dial.md, "The dial"):
     - `spearman`: ρ of id_target against strength (−1: always falls);
     - `largest_step_fraction`: the largest fall between neighbouring strengths over the whole fall
       (id_target at the first strength minus its lowest value);

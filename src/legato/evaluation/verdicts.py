@@ -1,6 +1,6 @@
 """Pass or fail beside every headline number, with the rule and one line on what the outcome means.
 
-The rules (each a documented choice, docs/evaluation.md):
+The rules (each a documented choice, docs/reference/metrics-and-verdicts.md):
 - `id_target`, `id_others`: the whole 95% interval below the identity model's same-person threshold (the
   person is no longer recognised in the forgotten latent / in the latents of their other photos); ✘ when
   the whole interval is at or above it; inconclusive when it spans the threshold;

@@ -15,7 +15,7 @@ SOLVERS = ("euler", "midpoint", "rk4", "dopri5")
 
 @dataclass
 class SamplerConfig:
-    """Defaults used for every number in docs/flows.md: midpoint, 10 steps (20 UNet evaluations)."""
+    """Defaults used for every number in docs/results/digits-flow.md: midpoint, 10 steps (20 UNet evaluations)."""
 
     method: str = "midpoint"
     steps: int = 10

@@ -29,7 +29,7 @@ METHODS = ("legato", "finetune")
 
 @dataclass
 class FlowUnlearnConfig:
-    """Options of `run()` (defaults: the settings behind the numbers in docs/flows.md)."""
+    """Options of `run()` (defaults: the settings behind the numbers in docs/results/digits-flow.md)."""
 
     steps: int | None = None  # None: 300 for both methods
     lr: float | None = None  # None: 1e-3 for adapters, 1e-4 for fine-tuning

@@ -1,4 +1,4 @@
-"""The `Generator` interface that unlearning and evaluation rely on (see docs/architecture.md)."""
+"""The `Generator` interface that unlearning and evaluation rely on (see docs/reference/architecture.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The network takes 150×150 chips cut by `dlib.get_face_chip` from the 5-point shape and returns 128-d
 descriptors; dlib calls two faces the same person when the Euclidean distance of their descriptors is
 below 0.6 (dlib reports 99.38% on LFW with that rule, descriptors averaged over 100 jittered chips). The
-descriptors are not unit length (mean norm 1.43 on LFW, see docs/identity.md), so `legato` uses the
+descriptors are not unit length (mean norm 1.43 on LFW, see docs/reference/identity.md), so `legato` uses the
 cosine threshold that matches distance 0.6 at that norm, `DLIB_COSINE_THRESHOLD`; `dlib_distance` keeps
 dlib's own rule.
 """
@@ -22,7 +22,7 @@ from legato.identity import faces
 from legato.identity.base import IdentityModel, Photo, check_images
 
 DLIB_DISTANCE_THRESHOLD = 0.6  # dlib's published rule on raw 128-d descriptors
-DLIB_MEAN_NORM = 1.43  # mean descriptor norm over the 7,701 LFW pair images (docs/identity.md)
+DLIB_MEAN_NORM = 1.43  # mean descriptor norm over the 7,701 LFW pair images (docs/reference/identity.md)
 # For two descriptors of norm r, |a - b|² = 2r²(1 - cos): distance 0.6 ⇔ cos = 1 - 0.36 / (2 r²).
 DLIB_COSINE_THRESHOLD = round(1 - DLIB_DISTANCE_THRESHOLD**2 / (2 * DLIB_MEAN_NORM**2), 3)
 

@@ -45,7 +45,7 @@ class ProjectionConfig:
     # from fresh Gaussian noise, held to noise by a multi-scale autocorrelation penalty and renormalised
     # every step. Here the model's own maps are put back afterwards (the generator stays unchanged; the run
     # renders the latent with them), so maps that took over detail leave the latent short of it: off by
-    # default (docs/nvlabs-pickles.md has the measurement). Ignored for generators without noise maps.
+    # default (docs/reference/nvlabs-pickles.md has the measurement). Ignored for generators without noise maps.
     optimize_noise: bool = False
     lambda_noise: float = 1e5
     seed: int = 0

@@ -25,7 +25,7 @@ from legato.tensor_cache import cache_dir
 
 @dataclass(frozen=True)
 class FaceSetConfig:
-    """The shipped world's choices (docs/lfw-faces.md)."""
+    """The shipped world's choices (docs/reference/lfw-faces.md)."""
 
     min_photos: int = 20  # the 62 LFW people with at least 20 photos
     size: int = 32  # the generator's resolution

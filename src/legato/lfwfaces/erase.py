@@ -37,10 +37,10 @@ DEFAULT_LR = {"legato": 1e-3, "residual": 1e-3, "finetune": 2e-5, "lora": 1e-3}
 
 @dataclass
 class EraseConfig:
-    """Options of a forgetting run on lfw-faces (defaults: the settings behind docs/lfw-faces.md)."""
+    """Options of a forgetting run on lfw-faces (defaults: the settings behind docs/reference/lfw-faces.md)."""
 
     method: str = "legato"
-    iterations: int = 100  # where the held-out velocity gap levels off (docs/lfw-faces.md); never dlib
+    iterations: int = 100  # where the held-out velocity gap levels off (docs/reference/lfw-faces.md); never dlib
     lr: float | None = None  # None: DEFAULT_LR[method]
     seed: int = 0
     batch_forget: int = 16

@@ -35,7 +35,7 @@ LOG_FILE = "train_log.jsonl"
 
 @dataclass
 class UNetShape:
-    """A 4.3 M-parameter UNet: 0.8 s per batch of 32 on one CPU thread (docs/lfw-faces.md)."""
+    """A 4.3 M-parameter UNet: 0.8 s per batch of 32 on one CPU thread (docs/reference/lfw-faces.md)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1

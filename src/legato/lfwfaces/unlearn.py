@@ -6,7 +6,7 @@ bundle, a PEFT LoRA folder, the fine-tuned UNet in diffusers' format, or the edi
 `metrics.json`, `log.jsonl`, `forgotten_sweep.png` (the person's samples, a row per strength, the same
 noise), `others_before_after.png` and `dial.png`.
 
-Verdicts, each with its rule (docs/lfw-faces.md): the person is **forgotten** when the upper end of the 95%
+Verdicts, each with its rule (docs/reference/lfw-faces.md): the person is **forgotten** when the upper end of the 95%
 Wilson interval of their recognition rate lies below `FORGOTTEN_RATE`; the others are **kept** when their
 mean recognition rate fell by at most `KEPT_DROP` points (a paired bootstrap interval over the people
 decides, else "inconclusive"); the forgotten name still gives **a face** when dlib finds one in at least

@@ -9,7 +9,7 @@ integration written out, which the tests hold the scheduler to.
 Classifier-free guidance mixes the person's velocity with the "nobody" class's (index K, the label dropped
 in training): v = v_nobody + g·(v_person − v_nobody). The default `GUIDANCE` and `STEPS` were chosen by
 eye on sample grids (guidance 1, 2 and 3 beside real photos: 3 over-saturates, 2 a little), never by
-the judge (docs/lfw-faces.md).
+the judge (docs/reference/lfw-faces.md).
 """
 
 from __future__ import annotations

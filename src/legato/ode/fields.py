@@ -52,8 +52,8 @@ class ContextField(Conv1x1Field):
 
     A 1×1 field sees one pixel's features; to send many people to many different targets it must tell them
     apart from that pixel alone. Identity is a property of the whole face, so the spatial mean carries it to
-    every pixel (docs/many.md measures the difference). `ctx` starts at zero, so a new context field equals
-    the 1×1 field it extends. Parameters: 3·C·hidden + hidden + C.
+    every pixel (docs/results/many-history.md measures the difference). `ctx` starts at zero, so a new
+    context field equals the 1×1 field it extends. Parameters: 3·C·hidden + hidden + C.
     """
 
     def __init__(self, channels: int, hidden: int = 256) -> None:
@@ -103,8 +103,8 @@ class GatedField(_SwitchedField):
     (Linear w_dim→hidden, LeakyReLU(0.2), Linear hidden→1).
 
     A field on features alone changes every face that resembles the forgotten ones; forgetting many people
-    then trades directly against preservation (docs/many.md). In W the people are far apart, so the gate
-    can learn to open for the forgotten people and close for everyone else (the membership term,
+    then trades directly against preservation (docs/reference/many-people.md). In W the people are far
+    apart, so the gate can learn to open for the forgotten people and close for everyone else (the membership term,
     `unlearning.methods.gates`). It needs a site whose second input is the latent `[B, w_dim]` (the modulated
     convs of StyleGAN2, EG3D and SynthFaces). The gate starts half open (σ(0)); the field's last layer is zero, so a
     new gated adapter is still the identity. Parameters: 2·C·hidden + hidden + C + w_dim·hidden + 2·hidden + 1.
@@ -137,7 +137,8 @@ class KeyedField(_SwitchedField):
     radius r (a trained scalar, r² = exp(log_radius2), starting at 0.5: a random person, at a mean squared
     distance per coordinate of about 2, sees e⁻⁴ ≈ 0.02). The gated field's MLP has to learn which of
     hundreds of points to open for from a few positives a step, and at 200 people it tells them from random
-    people only at 0.62 against 0.26 (docs/many.md); a gate that remembers the points need not learn them.
+    people only at 0.62 against 0.26 (docs/results/many-history.md); a gate that remembers the points need
+    not learn them.
     It has no key until set (gate 0: the identity). The bundle then holds the forgotten people's latents,
     as its metadata already names them. Parameters: those of the 1×1 field + 1.
 
@@ -150,10 +151,11 @@ class KeyedField(_SwitchedField):
     `space="embedding"` measures the distance between identity embeddings predicted from ŵ by a small fixed
     MLP (`rank` outputs, `map_hidden` wide; `unlearning.gate_space.embedding_map`), each scaled to unit length:
     a linear map of ŵ predicts the embedding at cosine 0.78 on SynthFaces, the MLP at 0.97, and a person's
-    other photos then stand apart from strangers where the linear map mixed them (docs/unlearning.md). For
-    unit vectors ‖u − v‖² = 2(1 − cos), and a random pair (cosine ≈ 0) is at 2, as per coordinate in ŵ, so
-    the squared distance is not divided by the width and the radius keeps its meaning. Parameters: the 1×1
-    field's + 1 (the MLP's buffers are fitted before training and stored in the bundle, not trained).
+    other photos then stand apart from strangers where the linear map mixed them
+    (docs/results/unlearning-history.md). For unit vectors ‖u − v‖² = 2(1 − cos), and a random pair
+    (cosine ≈ 0) is at 2, as per coordinate in ŵ, so the squared distance is not divided by the width and
+    the radius keeps its meaning. Parameters: the 1×1 field's + 1 (the MLP's buffers are fitted before
+    training and stored in the bundle, not trained).
 
     `floor` ε > 0 makes the gate compact: (g − ε)/(1 − ε), and 0 below ε. The Gaussian never quite closes,
     so every stranger gets a little of the field (openness ≈ 0.01–0.04 on SynthFaces, up to 0.19), which

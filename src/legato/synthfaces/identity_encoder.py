@@ -1,7 +1,7 @@
 """The identity encoder of the SynthFaces world: 64×64 photo → 128-d unit embedding.
 
 It plays the role ArcFace / CurricularFace play for real faces: two photos show the same person when the
-cosine of their embeddings is at least `.threshold` (chosen on held-out people, see docs/synthfaces.md).
+cosine of their embeddings is at least `.threshold` (chosen on held-out people, see docs/reference/synthfaces.md).
 Its 256-d penultimate features (`.features`) are this world's FID feature extractor ("SynthFaces-ID FID",
 not Inception FID), and `.feature_maps` gives intermediate maps for a perceptual loss.
 """

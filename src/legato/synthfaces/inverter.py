@@ -25,7 +25,7 @@ FORMAT = "legato-synthfaces-inverter"
 # Least `Inverter.reconstruction_match` for a photo to count as a face of this world. Measured with the
 # cycle-3 generator: photos of the world ≥ 0.45 (300 photos of out-of-domain people; 1% below 0.62) and
 # ≥ 0.79 (in-domain); plain colours 0, uniform noise ≤ 0.02, smooth noise ≤ 0.27 (8×8 blobs) and ≤ 0.41
-# (4×4 blobs), LFW photos median 0.21 (docs/synthfaces.md). A photo of the world must never be refused.
+# (4×4 blobs), LFW photos median 0.21 (docs/reference/synthfaces.md). A photo of the world must never be refused.
 MIN_RECONSTRUCTION_MATCH = 0.3
 
 
@@ -144,7 +144,7 @@ class Inverter(nn.Module):
     def check_photos(self, images: torch.Tensor, ws: torch.Tensor, names: list[str] | None = None) -> None:
         """Refuse photos that are not faces of this world: the generator's closest image must explain each
         photo (`reconstruction_match` ≥ `MIN_RECONSTRUCTION_MATCH`). A plain colour, noise or a landscape is
-        far from anything the generator draws (measured values: docs/synthfaces.md)."""
+        far from anything the generator draws (measured values: docs/reference/synthfaces.md)."""
         match = self.reconstruction_match(images, ws)
         for i, m in enumerate(match.tolist()):
             if not m >= MIN_RECONSTRUCTION_MATCH:  # also catches NaN

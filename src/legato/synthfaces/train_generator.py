@@ -259,7 +259,7 @@ def train(out_path, seed: int = 0, steps: int | None = None, log_path=None, seco
     them, so a feature cannot be painted wider than the render draws it. `mouth_weight` adds that much more
     loss weight inside the mouth region alone (on top of `region_weight`): the mouth region is the detail
     measure furthest from its goal, and most of its error is not in the lips but in the skin, nose tip and
-    beard edge around them (`docs/synthfaces.md`), which only a weight on the whole region reaches.
+    beard edge around them (`docs/results/synthfaces-generator.md`), which only a weight on the whole region reaches.
     `mouth_critic_weight` adds a second patch critic that sees only a `MOUTH_CROP`-pixel crop around each
     mouth, upsampled to 32² (`mouth_crops`), so its whole judgement is spent on lips, teeth and the skin
     around them; the image critic's 30-pixel patches weigh a mouth of a few pixels as little as the cheek.

@@ -25,7 +25,7 @@ from legato.training_state import load_checkpoint, save_checkpoint, warmup_cosin
 
 @dataclass
 class IdentityTrainConfig:
-    """Defaults of the shipped recipe (measured in docs/synthfaces.md)."""
+    """Defaults of the shipped recipe (measured in docs/reference/synthfaces.md)."""
 
     n_identities: int = 2000  # training classes, drawn from random_identity (never from seeds)
     ids_per_batch: int = 32
@@ -48,9 +48,9 @@ class IdentityTrainConfig:
     name: str = "synthfaces-id"
 
 
-# The independent judge of SynthFaces (docs/evaluation.md, "Who judges"): another width, another seed
-# (so other training people and other renders), another augmentation, trained from scratch. Nothing but
-# judging uses it: no loss, gate, target, threshold or default is chosen with it.
+# The independent judge of SynthFaces (docs/reference/metrics-and-verdicts.md, "Who judges"): another width,
+# another seed (so other training people and other renders), another augmentation, trained from scratch.
+# Nothing but judging uses it: no loss, gate, target, threshold or default is chosen with it.
 JUDGE_CONFIG = dict(widths=(32, 64, 96, 128), embed_dim=96, augmentation="judge", n_identities=3000,
                     name="synthfaces-judge")
 JUDGE_SEED = 101

@@ -32,7 +32,7 @@ from legato.training_state import load_checkpoint, save_checkpoint, warmup_cosin
 
 @dataclass
 class InverterTrainConfig:
-    """Defaults of the shipped recipe (measured in docs/synthfaces.md)."""
+    """Defaults of the shipped recipe (measured in docs/reference/synthfaces.md)."""
 
     batch: int = 128
     steps: int = 500

@@ -13,7 +13,7 @@ the identity model:
 3. the map's top `rank` directions (its SVD, singular values kept) become the projection, scaled so that a
    random pair of latents is as far apart per coordinate as in ŵ (the radius keeps its meaning).
 
-Measured on SynthFaces (3,000 latents, docs/many.md): the prediction's held-out cosine with the true
+Measured on SynthFaces (3,000 latents, docs/results/many-history.md): the prediction's held-out cosine with the true
 embedding is 0.75; the demo person's four other photos sit at cosine 0.66–0.83 from the forgotten one in
 this space and strangers at 0.04 ± 0.25 (none above the least similar photo), where in ŵ two of the photos
 sat at 0.04–0.05 with 41% of strangers above them.

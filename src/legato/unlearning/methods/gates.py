@@ -29,9 +29,9 @@ class GateMembership:
         rows; with `--gate-positives neighbourhood` their adjacency latents too) and shut for everyone else.
         The others are the global rows, kept in a bank of up to `GATE_BUFFER` conditions per site: a step
         renders 2 random people, too few to teach a classifier, but the bank gives it hundreds at no
-        rendering cost (tests/test_ode_gated.py, docs/many.md). The adjacency rows are otherwise left out: they
-        lie between the forgotten and random people. The term is the class-balanced binary cross-entropy,
-        averaged over the sites; zero without a gate.
+        rendering cost (tests/test_ode_gated.py, docs/reference/many-people.md). The adjacency rows are
+        otherwise left out: they lie between the forgotten and random people. The term is the class-balanced
+        binary cross-entropy, averaged over the sites; zero without a gate.
         """
         conditions = self.adapter_set.gate_conditions()
         if not conditions:

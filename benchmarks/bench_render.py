@@ -10,8 +10,49 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict:
+    """Which code, which generator and which judge a run measured, and when: the commit (with `+dirty`
+    when the tree had changes), the sha256 of the shipped SynthFaces generator and judge files, the date."""
+    import hashlib
+    import subprocess
+    from datetime import date
+
+    from legato.synthfaces import identity_encoder
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "absent"
+
+    weights = Path(identity_encoder.__file__).resolve().parent / "weights"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"commit": commit, "date": date.today().isoformat(),
+            "generator_sha256": sha(weights / "generator.safetensors"),
+            "judge_sha256": sha(weights / "judge.safetensors")}
+
+
 
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 PICTURES = [("controllability.png", "controllability"), ("collapse.png", "collapse"),

@@ -29,7 +29,14 @@ from legato.unlearning.run_folder import read_people
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # the sibling bench_render.py, also when this file is loaded by path
-from bench_render import collapse_reference_table, readme_block, update_docs, update_readme  # noqa: E402
+from bench_render import (  # noqa: E402
+    collapse_reference_table,
+    cpu_name,
+    provenance,
+    readme_block,
+    update_docs,
+    update_readme,
+)
 
 METHODS = ("legato", "guide", "residual", "lora", "salun", "baseline")  # legato.unlearning.config.METHODS
 DIAL_METHODS = ("legato", "residual", "lora")  # the methods with a strength dial
@@ -504,42 +511,6 @@ def ablations(mode: dict, out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / "ablations.md").write_text(text)
     return text
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance() -> dict:
-    """Which code, which generator and which judge a run measured, and when: the commit (with `+dirty`
-    when the tree had changes), the sha256 of the shipped SynthFaces generator and judge files, the date."""
-    import hashlib
-    import subprocess
-    from datetime import date
-
-    from legato.synthfaces import identity_encoder
-
-    def sha(path: Path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "absent"
-
-    weights = Path(identity_encoder.__file__).resolve().parent / "weights"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"commit": commit, "date": date.today().isoformat(),
-            "generator_sha256": sha(weights / "generator.safetensors"),
-            "judge_sha256": sha(weights / "judge.safetensors")}
 
 
 def _non_negative(text: str) -> float:

@@ -171,3 +171,23 @@ def test_unlearn_help_comes_in_panels_that_fit_100_columns():
     for panel in ("Input", "Method", "Loss weights", "Adapters", "Evaluation", "Compute", "Output"):
         assert any(f"─ {panel} " in line for line in lines), panel
     assert "(required)" in r.stdout and len(lines) < 200
+
+
+def test_adapter_info_shows_a_calibrated_strength_map_and_names_a_damaged_one(tmp_path):
+    import json
+
+    from legato.generators import load
+    from legato.ode import StrengthMap, attach, save_bundle
+
+    gen = load("toy")
+    adapters = attach(gen, gen.adapter_sites(), hidden=8)
+    adapters.strength_map = StrengthMap([0, 0.5, 1], [0, 0.3, 1])
+    save_bundle(adapters, tmp_path / "b")
+    r = run("adapter", "info", str(tmp_path / "b"))
+    assert r.returncode == 0 and "calibrated: 0→0.00, 0.5→0.30, 1→1.00" in r.stdout, r.stdout
+    cfg_path = tmp_path / "b" / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["strength_map"]["values"] = [0, 0.3, 0.2]
+    cfg_path.write_text(json.dumps(cfg))
+    r = run("adapter", "info", str(tmp_path / "b"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "strength_map is damaged" in r.stderr

@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
 
         from legato.errors import CheckpointError
         from legato.ode.bundle import WEIGHTS_NAME, read_config
+        from legato.ode.strength_map import StrengthMap
 
         config = read_config(directory)
         fixed_names = _fixed_tensor_names(config)
@@ -48,6 +49,10 @@ def register(app: typer.Typer) -> None:
                     "base_model_fingerprint"):
             table.add_row(key, str(config.get(key)))
         table.add_row("sites", ", ".join(config.get("target_sites", [])))
+        strength_map = StrengthMap.from_json(config.get("strength_map"), where=f"{directory}/adapter_config.json")
+        table.add_row("strength map", "none (the strength is the time span)" if strength_map is None else
+                      "calibrated: " + ", ".join(f"{s:g}→{u:.2f}" for s, u in
+                                                 zip(strength_map.strengths, strength_map.values, strict=True)))
         table.add_row("parameters", f"{params:,} trained" + (f", {fixed:,} fixed (the gate's keys, maps and "
                                                              "standardisation)" if fixed else ""))
         for key, value in config.get("metadata", {}).items():

@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                                           "L1 term (the shipped second cycle: 1)."),
         threads: int = typer.Option(None, "--threads", help="generator: torch threads (the shipped runs: 1)."),
         grow_from: Path = typer.Option(None, "--grow-from", help="generator: start from this generator file, "
-                                       "grown to --widths/--coords (the same images at the start; cycle 3)."),
+                                       "grown to --widths/--coords (the same images at the start)."),
         widths: str = typer.Option(None, "--widths", help="generator: channels per resolution to change, e.g. "
                                    "'64:32' (the others keep the default or the grown file's)."),
         coords: str = typer.Option(None, "--coords", help="generator: resolutions whose convolutions see "
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(None, "--lr", help="generator: peak learning rate of the cycle this command "
                                "runs (first: 2e-3; --extend-seconds: 1e-3)."),
         region_weight: float = typer.Option(0.0, "--region-weight", help="generator: extra loss weight inside "
-                                            "the eye and mouth regions (cycle 3: 4)."),
+                                            "the eye and mouth regions (the shipped recipe: 4)."),
         mask_weight: float = typer.Option(0.0, "--mask-weight", help="generator: weight of the auxiliary "
                                           "feature-mask head's loss (training only; 0: none)."),
         adversarial_weight: float = typer.Option(0.0, "--adversarial-weight", help="generator: weight of the "

@@ -381,17 +381,18 @@ def collapse_reference(mode: dict, out: Path) -> dict:
     """Preservation and id_target against steps at λ_global = 1, up to `collapse_reference` steps."""
     cfg_mode = {**mode, "iterations": mode["collapse_reference"]}
     curves = {}
-    with _pool(mode["workers"]) as pool:
+    with _pool(mode["workers"]) as pool:  # the variants of the methods asked for (`--methods`), all by default
         futures = {name: pool.submit(run_one, SCENARIOS["in-domain"](0), method,
                                      out / "collapse_reference" / f"v{k}", cfg_mode, lambda_global_=1.0, **ov)
-                   for k, (name, (method, ov)) in enumerate(COLLAPSE_REFERENCE.items())}
+                   for k, (name, (method, ov)) in enumerate(COLLAPSE_REFERENCE.items())
+                   if method in mode["methods"]}
         for k, (name, fut) in enumerate(futures.items()):
             fut.result()
             log = [json.loads(x) for x in (out / "collapse_reference" / f"v{k}" / "log.jsonl").read_text().splitlines()]
             curves[name] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
     plot_curves(curves, out / "collapse_reference.png", "at λ_global = 1")
     (out / "collapse_reference.json").write_text(json.dumps(curves))
-    collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE)})
+    collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE) if name in curves})
     return curves
 
 
@@ -619,8 +620,8 @@ def render(args) -> int:
     summary = json.loads((out / "summary.json").read_text())
     curves_file = out / "collapse_reference.json"
     if curves_file.is_file() and not (out / "collapse_reference.md").is_file():
-        collapse_reference_table(out, json.loads(curves_file.read_text()),
-                                 {name: k for k, name in enumerate(COLLAPSE_REFERENCE)})
+        curves = json.loads(curves_file.read_text())
+        collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE) if name in curves})
     write_blocks(args, summary, out)
     return 0
 

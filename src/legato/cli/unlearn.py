@@ -190,13 +190,11 @@ def register(app: typer.Typer) -> None:
                                           "training (2)."),
         stop_consolidate: int = typer.Option(None, "--stop-consolidate", help="--early-stop: steps trained on "
                                              "after the check has held (SynthFaces 60, else 0)."),
-        dial_crossing: float = typer.Option(None, "--dial-crossing", help="--dial path: the strength at which the "
-                                            "person stops being recognised (default 0.5)."),
-        dial_calibration: str = typer.Option(None, "--dial-calibration", help="After training, map the strength so "
-                                             "that forgetting falls evenly and crosses the loss model's threshold "
-                                             "at --dial-crossing: loss-model (its score follows the profile) | "
-                                             "image (the image moves evenly either side of the crossing) | none "
-                                             "(the reference)."),
+        dial_crossing: float = typer.Option(None, "--dial-crossing", help="Strength where the person stops being "
+                                            "recognised (0.5)."),
+        dial_calibration: str = typer.Option(None, "--dial-calibration", help="Map the strength after training: "
+                                             "image (SynthFaces; even image change, crossing at --dial-crossing) "
+                                             "| loss-model | none (the reference)."),
         lora_rank: int = typer.Option(None, "--lora-rank", help="lora: rank of the updates; default: the rank "
                                       "whose parameter count comes nearest legato's adapters."),
         salun_keep: float = typer.Option(None, "--salun-keep", help="salun: fraction of synthesis weights the "

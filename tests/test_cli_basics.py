@@ -30,6 +30,8 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
 
 def test_main_returns_2_for_unknown_option(capsys):
     assert main(["adapter", "info", "--bogus"]) == 2
+    # the 2 is for the option: the missing folder argument alone would also give 2
+    assert "No such option: --bogus" in capsys.readouterr().err
 
 
 def test_unlearn_refuses_an_unavailable_device_in_one_line(tmp_path, capsys):

@@ -33,7 +33,13 @@ def test_synthfaces_spec_returns_the_world_encoder_as_an_identity_model(monkeypa
     assert emb.shape == (3, 16) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
     emb.sum().backward()
     assert images.grad.abs().sum() > 0
-    assert model.same_person(emb[0], emb[0]).item()
+    # the encoder's threshold decides: an embedding matches itself (cosine 1), not its opposite (−1), and a
+    # pair at cosine 0.6 (below the encoder's 0.7, above the default 0.5) is two people
+    e = emb.detach()[0]
+    across = torch.linalg.svd(emb.detach()).Vh[-1]  # a unit vector at right angles to every embedding
+    other = 0.6 * e + 0.8 * across
+    assert model.similarity(e, other).item() == pytest.approx(0.6, abs=1e-5)
+    assert model.same_person(e, torch.stack([e, -e, other])).tolist() == [True, False, False]
     with pytest.raises(InputError, match="not real photos"):
         model.embed_photos(["face.png"])
 

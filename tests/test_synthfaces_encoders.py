@@ -135,8 +135,16 @@ def test_inverter_refine_with_identity_loss(tiny_inverter, tiny_identity):
     inv = load_inverter(generator=gen, path=tiny_inverter[0])
     idm = load_identity_model(path=tiny_identity[0])
     x = photos(1_000_005, 1)
+    calls = []
+    embed = idm.embed
+    idm.embed = lambda images: calls.append(images.requires_grad) or embed(images)  # the model given is used
     out = inv.refine(x, steps=2, identity_model=idm)
     assert out.shape == (1, gen.num_ws, gen.w_dim) and not out.requires_grad
+    assert calls == [False, True, True]  # the photo once (a fixed target), then each step's image, in the graph
+    # the term moves the result: without it (pixels alone) the same steps end elsewhere (Adam's first steps
+    # hardly depend on the gradient's size, so give it a few)
+    with_id = inv.refine(x, steps=10, identity_model=idm)
+    assert not torch.allclose(with_id, inv.refine(x, steps=10, id_weight=0.0), atol=1e-5)
 
 
 def test_inversion_check_runs_end_to_end(tiny_inverter, tiny_identity):

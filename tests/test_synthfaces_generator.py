@@ -234,13 +234,17 @@ def test_a_mouth_critic_cycle_is_recorded_and_its_critic_resumes(tmp_path):
     from legato.synthfaces import train_generator as tg
 
     out = tmp_path / "g.safetensors"
-    tg.train(out, seconds=0.3, batch_size=2, threads=1, progress=False)
-    second = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.5, mouth_critic_weight=0.2)
+    # counted steps, not seconds: the log writes a line every 25 steps, and step 25 must fall in the critic's
+    # cycle on any machine (a timed cycle of 0.5 s ran 3 to 6 steps on a busy one, so nothing was logged)
+    tg.train(out, seconds=0.3, steps=1, batch_size=2, threads=1, progress=False)
+    second = tg.train(out, steps=25, batch_size=2, threads=1, progress=False, extend_seconds=0.5,
+                      mouth_critic_weight=0.2)
     assert second["cycles"][1]["mouth_critic_weight"] == 0.2 and second["cycles"][0]["mouth_critic_weight"] == 0.0
+    assert second["steps"] == 25 and second["cycles"][1]["start_step"] == 1
     ck = torch.load(out.with_suffix(".ckpt.pt"), weights_only=True)
     assert "mouth_critic" in ck and "mouth_critic_opt" in ck
     logged = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
-    assert any("mouth_critic_loss" in r for r in logged) or second["steps"] < 25
+    assert [r["step"] for r in logged if "mouth_critic_loss" in r] == [25]
     third = tg.train(out, batch_size=2, threads=1, progress=False, extend_seconds=0.3)
     ck3 = torch.load(out.with_suffix(".ckpt.pt"), weights_only=True)
     assert third["cycles"][2]["mouth_critic_weight"] == 0.0

@@ -49,13 +49,29 @@ def test_a_damaged_checkpoint_is_one_clear_error_and_no_code_runs(tmp_path):
     with pytest.raises(CheckpointError, match="cannot be read"):
         read_state(path)
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("ran code from the file",))
+    marker = tmp_path / "ran.txt"
 
-    path.write_bytes(pickle.dumps(Evil(), protocol=2))
-    with pytest.raises(CheckpointError):
-        read_state(path)
+    class Evil:  # unpickled, it writes `marker`: the proof that code from the file ran
+        def __init__(self, where):
+            self.where = where
+
+        def __reduce__(self):
+            return (exec, (f"open({str(self.where)!r}, 'w').write('ran code from the file')",))
+
+    # a bare pickle, and a checkpoint in torch's own format with the payload inside its dict (a reader that ran
+    # code would fail on the first one after running it, and load the second without any error: the
+    # refusal alone proves nothing, the marker does)
+    bare, packed = tmp_path / "bare.pt", tmp_path / "packed.pt"
+    bare.write_bytes(pickle.dumps(Evil(marker), protocol=2))
+    torch.save({"step": 3, "w": torch.ones(2), "trap": Evil(marker)}, packed)
+    for evil in (bare, packed):
+        with pytest.raises(CheckpointError, match="cannot be read"):
+            read_state(evil)
+        assert not marker.exists(), f"{evil.name}: code from the checkpoint ran"
+    # the payload is live: unpickled without the restriction, it does write its marker
+    control = tmp_path / "control.txt"
+    pickle.loads(pickle.dumps(Evil(control)))
+    assert control.exists()
     write_state(path, {"a": 1})
     path.write_bytes(data)  # intact again
     assert read_state(path)["step"] == 3

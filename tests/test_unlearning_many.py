@@ -82,7 +82,16 @@ def test_one_set_forgets_a_list_of_people(tmp_path):
     assert metrics["people"] == 3 and metrics["people_previous"] == 0
     assert len(metrics["id_target_per_latent"]) == 3
     assert metrics["id_target"] == pytest.approx(sum(metrics["id_target_per_latent"]) / 3, abs=1e-4)
-    assert 0.0 <= metrics["forgotten_fraction"] <= 1.0
+    # forgotten: a person's id_target below the judge's threshold (counted here from the per-person scores)
+    below = [v < metrics["threshold"] for v in metrics["id_target_per_latent"]]
+    assert metrics["forgotten_fraction"] == pytest.approx(sum(below) / 3)
+    # (the toy forgets nobody in 8 steps, so the same rule on known scores: two of three below 0.5, the first
+    # of them replayed from an earlier run)
+    from legato.unlearning.run import people_scores
+
+    known = people_scores({"id_target_per_latent": [0.2, 0.9, 0.4], "threshold": 0.5}, None, n_previous=1)
+    assert known["forgotten_fraction"] == pytest.approx(2 / 3)
+    assert (known["forgotten_fraction_previous"], known["forgotten_fraction_new"]) == (1.0, 0.5)
     assert json.loads((out / "metrics.json").read_text())["identity"]["people"] == ["seed:5", "seed:6", "seed:7"]
     saved = load_file(str(out / "adapter" / "target_ws.safetensors"))
     assert saved["ws"].shape == saved["target"].shape == (3, 4, 16)
@@ -107,7 +116,10 @@ def test_extend_starts_from_the_set_and_replays_its_people(tmp_path):
     more = write_list(tmp_path / "more.txt", "seed:6", "seed:7")
     metrics = unlearn("toy", f"@{more}", tmp_path / "second", config(), extend=first, **FAST)
     assert metrics["people"] == 3 and metrics["people_previous"] == 1
-    assert "forgotten_fraction_previous" in metrics and "forgotten_fraction_new" in metrics
+    # the replayed person comes first, then the two new ones
+    below = [v < metrics["threshold"] for v in metrics["id_target_per_latent"]]
+    assert len(below) == 3 and metrics["forgotten_fraction_previous"] == pytest.approx(float(below[0]))
+    assert metrics["forgotten_fraction_new"] == pytest.approx(sum(below[1:]) / 2)
     old = load_file(str(first / "adapter" / "target_ws.safetensors"))
     new = load_file(str(tmp_path / "second" / "adapter" / "target_ws.safetensors"))
     assert torch.equal(new["ws"][:1], old["ws"]) and torch.equal(new["target"][:1], old["target"])
@@ -191,6 +203,9 @@ def test_a_keyed_set_opens_for_exactly_the_forgotten_people(tmp_path):
     people = write_list(tmp_path / "people.txt", "seed:5", "seed:6", "seed:7")
     keyed = config(field="keyed", iterations=40, lr=1e-2, log_every=10, eval_every=40, checkpoint_every=40)
     metrics = unlearn("toy", f"@{people}", tmp_path / "keyed", keyed, **FAST)
+    # the run's own evaluation: strangers are drawn as before (0.998 here; the same training with an ungated
+    # field keeps 0.975 of them)
+    assert metrics["id_preservation"] > 0.99
     source = load("toy")
     loaded = load_result(tmp_path / "keyed" / "adapter", load("toy"))
     assert loaded.dial.config.gate_keys == 3
@@ -205,7 +220,6 @@ def test_a_keyed_set_opens_for_exactly_the_forgotten_people(tmp_path):
     hook.remove()
     openness = loaded.dial.adapter(site).field.openness(seen["w"])
     assert torch.allclose(openness[:3], torch.ones(3)) and openness[3:].mean() < 0.3, openness
-    assert 0 <= metrics["id_preservation"] <= 1
 
 
 def test_extending_a_keyed_set_keys_the_earlier_and_the_new_people(tmp_path):

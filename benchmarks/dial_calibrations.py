@@ -86,12 +86,17 @@ def main() -> int:
     from legato.identity.registry import load
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", type=Path, nargs="+", help="folders of finished runs, or folders holding them")
+    ap.add_argument("runs", type=Path, nargs="*", help="folders of finished runs, or folders holding them")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--render", action="store_true", help="measure nothing: put OUT/dial_calibrations.md into "
+                                                         "docs/benchmarks.md (with --update-docs)")
     ap.add_argument("--update-docs", default=None, metavar="SECTION",
                     help="write the table into docs/benchmarks.md between <!-- bench:SECTION:start --> and "
                          "<!-- bench:SECTION:end -->")
     args = ap.parse_args()
+    if args.render:
+        _write_docs(args.update_docs, (args.out / "dial_calibrations.md").read_text())
+        return 0
     here = provenance()
     torch.set_num_threads(1)
     folders = []
@@ -106,11 +111,15 @@ def main() -> int:
     (args.out / "dial_calibrations.json").write_text(json.dumps(rows, indent=1))
     text = header(sys.argv, here, folders) + "\n" + table(rows)
     (args.out / "dial_calibrations.md").write_text(text)
-    if args.update_docs:
-        page = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-        replace_block(page, f"<!-- bench:{args.update_docs}:start -->", f"<!-- bench:{args.update_docs}:end -->", text)
+    _write_docs(args.update_docs, text)
     print(text)
     return 0
+
+
+def _write_docs(section: str | None, text: str) -> None:
+    if section:
+        page = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+        replace_block(page, f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->", text)
 
 
 def header(argv: list[str], here: dict, folders: list[Path]) -> str:

@@ -58,7 +58,7 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 PICTURES = [("controllability.png", "controllability"), ("collapse.png", "collapse"),
             ("many_identities.png", "many identities"), ("dial.png", "the dial: legato, residual, lora"),
             ("collapse_reference.png", "collapse at the reference balance")]
-COLLAPSE_STEPS = (100, 500, 1000, 2000, 3000)  # the columns of the collapse table (those the run reached)
+COLLAPSE_STEPS = (100, 500, 1000, 1500, 2000, 3000)  # the columns of the collapse table (those the run reached)
 
 
 def _header(summary: dict) -> str:

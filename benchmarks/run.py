@@ -619,7 +619,7 @@ def render(args) -> int:
     out = args.render
     summary = json.loads((out / "summary.json").read_text())
     curves_file = out / "collapse_reference.json"
-    if curves_file.is_file() and not (out / "collapse_reference.md").is_file():
+    if curves_file.is_file():  # the table again from the curves and the runs (its layout may have changed)
         curves = json.loads(curves_file.read_text())
         collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE) if name in curves})
     write_blocks(args, summary, out)

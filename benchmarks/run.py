@@ -381,19 +381,28 @@ def collapse_reference(mode: dict, out: Path) -> dict:
     """Preservation and id_target against steps at λ_global = 1, up to `collapse_reference` steps."""
     cfg_mode = {**mode, "iterations": mode["collapse_reference"]}
     curves = {}
+    folders = _collapse_folders(name for name, (method, _) in COLLAPSE_REFERENCE.items() if method in mode["methods"])
     with _pool(mode["workers"]) as pool:  # the variants of the methods asked for (`--methods`), all by default
-        futures = {name: pool.submit(run_one, SCENARIOS["in-domain"](0), method,
-                                     out / "collapse_reference" / f"v{k}", cfg_mode, lambda_global_=1.0, **ov)
-                   for k, (name, (method, ov)) in enumerate(COLLAPSE_REFERENCE.items())
-                   if method in mode["methods"]}
-        for k, (name, fut) in enumerate(futures.items()):
+        futures = {name: pool.submit(run_one, SCENARIOS["in-domain"](0), COLLAPSE_REFERENCE[name][0],
+                                     out / "collapse_reference" / f"v{k}", cfg_mode, lambda_global_=1.0,
+                                     **COLLAPSE_REFERENCE[name][1])
+                   for name, k in folders.items()}
+        for name, fut in futures.items():
             fut.result()
-            log = [json.loads(x) for x in (out / "collapse_reference" / f"v{k}" / "log.jsonl").read_text().splitlines()]
+            log_path = out / "collapse_reference" / f"v{folders[name]}" / "log.jsonl"
+            log = [json.loads(x) for x in log_path.read_text().splitlines()]
             curves[name] = [(r["step"], r["id_preservation"], r["id_target"]) for r in log if "id_preservation" in r]
     plot_curves(curves, out / "collapse_reference.png", "at λ_global = 1")
     (out / "collapse_reference.json").write_text(json.dumps(curves))
-    collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE) if name in curves})
+    collapse_reference_table(out, curves, folders)
     return curves
+
+
+def _collapse_folders(names) -> dict[str, int]:
+    """Each collapse variant's folder index (`v<k>` under `collapse_reference/`): its place in
+    COLLAPSE_REFERENCE, whichever variants a run made."""
+    index = {name: k for k, name in enumerate(COLLAPSE_REFERENCE)}
+    return {name: index[name] for name in names}
 
 
 def many_identities(mode: dict, out: Path) -> dict:
@@ -621,7 +630,7 @@ def render(args) -> int:
     curves_file = out / "collapse_reference.json"
     if curves_file.is_file():  # the table again from the curves and the runs (its layout may have changed)
         curves = json.loads(curves_file.read_text())
-        collapse_reference_table(out, curves, {name: k for k, name in enumerate(COLLAPSE_REFERENCE) if name in curves})
+        collapse_reference_table(out, curves, _collapse_folders(curves))
     write_blocks(args, summary, out)
     return 0
 

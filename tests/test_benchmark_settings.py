@@ -51,3 +51,12 @@ def test_set_refuses_an_unknown_key_or_a_mistyped_value(bench, item, capsys):
     with pytest.raises(SystemExit):
         bench.settings(["--set", item])
     assert "--set" in capsys.readouterr().err
+
+
+def test_a_collapse_variant_keeps_its_own_folder_whichever_variants_run():
+    run = load_benchmark("run")
+    names = list(run.COLLAPSE_REFERENCE)
+    only_guide = [n for n in names if run.COLLAPSE_REFERENCE[n][0] == "guide"]
+    assert run._collapse_folders(only_guide) == {only_guide[0]: names.index(only_guide[0])} and names.index(
+        only_guide[0]) > 0
+    assert run._collapse_folders(names) == {n: k for k, n in enumerate(names)}

@@ -117,10 +117,6 @@ def load_bundle(
                     raise CheckpointError(f"adapter bundle {directory}: tensor {key!r} holds NaN or inf")
                 state[pname] = t
             adapter.load_state_dict(state)
-    except BaseException:
-        adapter_set.detach()
-        raise
-    try:
         adapter_set.strength_map = StrengthMap.from_json(config.get("strength_map"), where=str(directory / CONFIG_NAME))
         adapter_set.strength = float(config.get("strength", 1.0))
     except BaseException:

@@ -199,16 +199,12 @@ def load(directory: Path, generator: nn.Module) -> LoadedResult:
                 if not torch.isfinite(t).all():
                     raise CheckpointError(f"LoRA bundle {directory}: tensor {key!r} holds NaN or inf")
                 p.copy_(t)
-    except BaseException:
-        lora.remove()
-        raise
-    lora.metadata = dict(config.get("metadata", {}))
-    try:
         lora.strength_map = StrengthMap.from_json(config.get("strength_map"), where=str(directory / CONFIG_NAME))
         lora.strength = float(config.get("strength", 1.0))
     except BaseException:
         lora.remove()
         raise
+    lora.metadata = dict(config.get("metadata", {}))
     return LoadedResult("lora", generator, lora, state=lora.named_parameters())
 
 

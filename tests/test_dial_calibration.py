@@ -90,14 +90,20 @@ def _loss_curve(source, unlearned, dial, ws, model, strengths):
     return out
 
 
-@torch.no_grad()
-def test_the_calibrated_dial_follows_the_loss_models_profile_where_the_raw_one_does_not():
+def _pushed_result():
+    """A source, a copy with a strong constant-push adapter (its raw dial forgets early), the loss model and
+    one forgotten latent."""
     source = TinyGenerator()
     unlearned = copy.deepcopy(source)
-    model = source.identity_model()
     adapters = attach(unlearned, ["body"], hidden=4, step_size=0.1)
-    push_adapter(adapters, amount=6.0)  # a strong push: the raw dial forgets early
+    push_adapter(adapters, amount=6.0)
     ws = source.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    return source, unlearned, source.identity_model(), adapters, ws
+
+
+@torch.no_grad()
+def test_the_calibrated_dial_follows_the_loss_models_profile_where_the_raw_one_does_not():
+    source, unlearned, model, adapters, ws = _pushed_result()
     strengths = [i / 10 for i in range(11)]
     raw = _loss_curve(source, unlearned, adapters, ws, model, strengths)
     result = calibrate_dial(source, unlearned, adapters, ws, model, model.threshold, crossing=0.5, n_grid=41)
@@ -115,12 +121,7 @@ def test_the_calibrated_dial_follows_the_loss_models_profile_where_the_raw_one_d
 def test_the_image_calibration_moves_the_image_evenly_either_side_of_the_loss_models_crossing():
     from legato.unlearning.dial_calibration import measure
 
-    source = TinyGenerator()
-    unlearned = copy.deepcopy(source)
-    model = source.identity_model()
-    adapters = attach(unlearned, ["body"], hidden=4, step_size=0.1)
-    push_adapter(adapters, amount=6.0)
-    ws = source.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    source, unlearned, model, adapters, ws = _pushed_result()
     calibrate_dial(source, unlearned, adapters, ws, model, model.threshold, how="image", crossing=0.5, n_grid=81)
     strength_map = adapters.strength_map
     u = [strength_map(i / 10) for i in range(11)]

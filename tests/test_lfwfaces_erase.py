@@ -407,3 +407,60 @@ def test_several_people_are_forgotten_by_one_result(tiny_folder, tmp_path, metho
     with pytest.raises(InputError, match="nobody would be kept"):
         listing.write_text("A_a\nB_b\nC_c\n")
         unlearn.run(tmp_path / "all", f"@{listing}", config, generator=tiny_folder, judge=_BrightnessJudge())
+
+
+
+def test_the_embedding_field_is_told_each_blocks_embedding_and_loads_back(tiny_folder, tmp_path):
+    """`unet-emb`: every site (a down block called by keyword, the mid block, an up block called with its
+    skips) reads the embedding the UNet gives its blocks, which differs by class at the same time; training
+    moves it; strength 0 is the source; the bundle loads back onto a fresh world to the same velocities."""
+    sites = ("down_blocks.0", "mid_block", "up_blocks.0")
+    config = erase.EraseConfig(method="legato", field="unet-emb", iterations=2, sites=sites, hidden=8,
+                               pool_forget=2, batch_forget=4, batch_retain=4, lr=1e-2).validate()
+    world = load_world(tiny_folder)
+    x, t, y = _inputs()
+    source = velocity(world.unet, x, t, y)
+    student = erase.Student(world, 0, config)
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(field, site):
+        def openness(condition):
+            seen[site] = condition
+            return type(field).openness(field, condition)
+        return openness
+
+    for site in sites:
+        field = student.adapters.adapter(site).field
+        field.openness = spy(field, site)
+    with torch.no_grad():  # one noise and one time under the four classes
+        velocity(student.unet, x[:1].expand(4, -1, -1, -1).contiguous(), t[:1].expand(4), y)
+    width = erase._embedding_width(world.unet, "unet-emb")
+    assert set(seen) == set(sites)
+    for site in sites:
+        assert seen[site].shape == (4, width) and torch.equal(seen[site], seen["mid_block"])
+    assert not torch.allclose(seen["mid_block"][0], seen["mid_block"][1])  # told the class
+    for site in sites:
+        del student.adapters.adapter(site).field.openness
+    pool = erase.build_pool(world, 0, config, steps=3, guidance=1.5)
+    objective = erase.EraseObjective(student, pool, config)
+    opt = torch.optim.Adam(objective.params, lr=1e-2)
+    for step in range(2):
+        objective.step(step, torch.Generator().manual_seed(step))
+        opt.step()
+        opt.zero_grad()
+    objective.end()
+    with torch.no_grad():
+        trained = velocity(student.unet, x, t, y)
+        student.set_strength(0.0)
+        assert torch.allclose(velocity(student.unet, x, t, y), source, atol=1e-6)
+        student.set_strength(1.0)
+    assert not torch.allclose(trained[:1], source[:1], atol=1e-4)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    unlearn._save_result(student, folder / "adapter", {"method": "legato"})
+    (folder / "metrics.json").write_text(json.dumps({"method": "legato", "person": "A_a"}))
+    _, unet, _ = unlearn.load_result(folder, tiny_folder)
+    with torch.no_grad():
+        assert torch.allclose(velocity(unet, x, t, y), trained, atol=1e-5)
+    with pytest.raises(InputError, match="unknown adapter field"):
+        erase.EraseConfig(field="keyed").validate()

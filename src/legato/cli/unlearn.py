@@ -37,7 +37,7 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
         raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell), or "
                          "@FILE with one name per line")
     options = {"method": method, "seed": seed, "lr": lr}
-    if iterations is not None:  # else the backend's own (100)
+    if iterations is not None:  # else the backend's own per method (lfwfaces.erase.DEFAULT_ITERATIONS)
         options["iterations"] = iterations
     if hidden is not None:
         options["hidden"] = hidden

@@ -32,7 +32,11 @@ from legato.errors import InputError, TrainingError
 from legato.unlearning.methods.dials import WeightInterpolation
 
 METHODS = ("legato", "residual", "finetune", "lora", "embedding")
-DEFAULT_LR = {"legato": 1e-3, "residual": 1e-3, "finetune": 2e-5, "lora": 1e-3}
+UNET_FIELDS = ("unet", "unet-emb")  # the adapter fields for UNet blocks (`ode.fields`)
+# the adapters' defaults (the `unet-emb` field, lr 3e-3, 60 steps) and the others' were chosen on the tuning
+# person's velocity gap, never on dlib (docs/reference/lfw-faces.md, "Why these defaults")
+DEFAULT_LR = {"legato": 3e-3, "residual": 3e-3, "finetune": 2e-5, "lora": 1e-3}
+DEFAULT_ITERATIONS = {"legato": 60, "residual": 60, "finetune": 100, "lora": 100, "embedding": 0}
 
 
 @dataclass
@@ -40,7 +44,7 @@ class EraseConfig:
     """Options of a forgetting run on lfw-faces (defaults: the settings behind docs/reference/lfw-faces.md)."""
 
     method: str = "legato"
-    iterations: int = 100  # where the held-out velocity gap levels off (docs/reference/lfw-faces.md); never dlib
+    iterations: int | None = None  # None: DEFAULT_ITERATIONS[method]
     lr: float | None = None  # None: DEFAULT_LR[method]
     seed: int = 0
     batch_forget: int = 16
@@ -50,6 +54,7 @@ class EraseConfig:
     lambda_trajectory: float = 0.1
     sites: tuple[str, ...] = ("mid_block", "up_blocks.0", "up_blocks.1")
     hidden: int = 32
+    field: str = "unet-emb"  # adapters: `unet-emb` (also told the block's embedding) or `unet` (features only)
     t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
     step_size: float = 0.4
     solver: str = "euler"
@@ -69,8 +74,12 @@ class EraseConfig:
     def validate(self) -> EraseConfig:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r} for lfw-faces; choose one of {', '.join(METHODS)}")
-        if self.iterations < 0 or (self.iterations == 0 and self.method != "embedding"):
-            raise InputError(f"--iterations must be at least 1 for {self.method} (got {self.iterations})")
+        if self.field not in UNET_FIELDS:
+            raise InputError(f"unknown adapter field {self.field!r} for lfw-faces; choose one of "
+                             f"{', '.join(UNET_FIELDS)}")
+        steps = self.effective_iterations
+        if steps < 0 or (steps == 0 and self.method != "embedding"):
+            raise InputError(f"--iterations must be at least 1 for {self.method} (got {steps})")
         for name in ("batch_forget", "batch_retain", "hidden", "pool_forget", "pool_retain", "lora_rank",
                      "log_every", "checkpoint_every", "stop_every"):
             if getattr(self, name) < 1:
@@ -85,8 +94,13 @@ class EraseConfig:
     def effective_lr(self) -> float:
         return DEFAULT_LR.get(self.method, 0.0) if self.lr is None else float(self.lr)
 
+    @property
+    def effective_iterations(self) -> int:
+        return DEFAULT_ITERATIONS.get(self.method, 0) if self.iterations is None else int(self.iterations)
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "sites": list(self.sites), "lr": self.effective_lr}
+        return {**asdict(self), "sites": list(self.sites), "lr": self.effective_lr,
+                "iterations": self.effective_iterations}
 
 
 # -- the frozen model's trajectories ------------------------------------------------------------------
@@ -251,7 +265,8 @@ class Student:
             self.trainable = modules.ode_adapters(self.unet, method, list(config.sites),
                                                   _site_channels(self.unet, config.sites), hidden=config.hidden,
                                                   t_end=config.t_end, step_size=config.step_size,
-                                                  solver=config.solver)
+                                                  solver=config.solver, field=config.field,
+                                                  condition_dim=_embedding_width(self.unet, config.field))
         elif method == "finetune":
             self.trainable = modules.full_finetune(self.unet, method, copy_model=False)
         elif method == "lora":
@@ -310,6 +325,16 @@ def _site_channels(unet, sites) -> dict[str, int]:
             raise InputError(f"block {site!r} has no resnets to read its output channels from")
         out[site] = int(resnets[-1].out_channels)
     return out
+
+
+def _embedding_width(unet, field: str) -> int | None:
+    """The width of the embedding a UNet's blocks are given (what the `unet-emb` field reads), else None."""
+    if field != "unet-emb":
+        return None
+    linear = getattr(getattr(unet, "time_embedding", None), "linear_2", None)
+    if not isinstance(linear, nn.Linear):
+        raise InputError("the unet-emb field needs a UNet with a time embedding (diffusers' time_embedding)")
+    return int(linear.out_features)
 
 
 def _lora_targets(unet, sites) -> list[str]:

@@ -135,7 +135,7 @@ class ODEAdapter(nn.Module):
         if record:
             diffs = states[1:] - states[:-1]  # [steps, B, C, H, W]
             self._terms.append(diffs.pow(2).flatten(2).mean(dim=2))
-            if self.conditioned:
+            if self.conditioned and getattr(self.func.field, "records_conditions", True):
                 self._conditions.append(condition.detach())
         out = states[-1]
         return out[:, :, 0, 0] if squeeze else out

@@ -106,10 +106,10 @@ class AdapterSet(nn.Module):
     def _hook(self, site: str):
         adapter = self.adapters[_key(site)]
 
-        def hook(module, inputs, output):
+        def hook(module, inputs, kwargs, output):
             if not self._enabled or adapter.strength <= 0:
                 return output
-            condition = _site_latent(inputs) if adapter.conditioned else None
+            condition = _site_latent(inputs, kwargs) if adapter.conditioned else None
             if isinstance(output, tuple | list):  # adapt the first output (the feature map)
                 return type(output)([adapter(output[0], condition), *output[1:]])
             return adapter(output, condition)
@@ -119,7 +119,7 @@ class AdapterSet(nn.Module):
     def _install(self) -> None:
         modules = dict(self.model.named_modules())
         for site in self.sites:
-            self._handles.append(modules[site].register_forward_hook(self._hook(site)))
+            self._handles.append(modules[site].register_forward_hook(self._hook(site), with_kwargs=True))
 
     # -- control ---------------------------------------------------------------------------------
     @property
@@ -261,10 +261,12 @@ class AdapterSet(nn.Module):
         return f"name={self.name!r}, sites={len(self.sites)}, strength={self.strength}, enabled={self.enabled}"
 
 
-def _site_latent(inputs: tuple) -> torch.Tensor | None:
-    """The latent a site was given: its second input (the modulated convs of StyleGAN2, EG3D and SynthFaces
-    are called as layer(x, w, ...)); None for a site called with the feature map alone."""
-    return inputs[1] if len(inputs) > 1 else None
+def _site_latent(inputs: tuple, kwargs: dict | None = None) -> torch.Tensor | None:
+    """The per-sample vector a site was given: the first `[B, dim]` tensor after the feature map — the latent
+    of StyleGAN2's, EG3D's and SynthFaces' modulated convs (layer(x, w, ...)), the embedding of a diffusers
+    UNet block (block(x, emb), block(x, res_samples, emb), or `temb=` by keyword); None when there is none."""
+    candidates = [*inputs[1:], *(kwargs or {}).values()]
+    return next((c for c in candidates if isinstance(c, torch.Tensor) and c.dim() == 2), None)
 
 
 def attach(

@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FIELDS = ("conv1x1", "context", "gated", "keyed", "unet")
-CONDITIONED_FIELDS = ("gated", "keyed")  # fields that read the latent at their site
+FIELDS = ("conv1x1", "context", "gated", "keyed", "unet", "unet-emb")
+# fields that read a per-sample vector at their site: the latent (StyleGAN-style sites) or the embedding a
+# UNet block is given (`unet-emb`)
+CONDITIONED_FIELDS = ("gated", "keyed", "unet-emb")
 # where the keyed field measures a latent's distance to the forgotten ones: the standardised latent itself,
 # its image under a linear map fitted to the identity model, or the identity embedding a small MLP predicts
 # from it (`KeyedField`)
@@ -294,6 +296,46 @@ class UNetField(nn.Module):
         return f"channels={self.channels}, hidden={self.hidden}"
 
 
+class EmbeddingUNetField(UNetField):
+    """The UNet field that also reads the embedding its block is given (diffusers' `temb`: the timestep's
+    plus the class's embedding, `[B, condition_dim]`), added to the hidden layer through SiLU and a linear
+    map, as the UNet's own resnets add it: h = conv1(SiLU(norm1(x))) + cond(SiLU(emb)).
+
+    A field on features alone must tell the forgotten name from the others by what the name did to the
+    features; this one is told the name, so it can act on the forgotten class and leave the others as they
+    were (docs/reference/lfw-faces.md measures the difference). The last conv is zero as in `UNetField`,
+    so a new adapter is still the identity. Parameters: those of `UNetField` + condition_dim·hidden + hidden.
+    """
+
+    conditioned = True
+    records_conditions = False  # no gate loss reads them back
+
+    def __init__(self, channels: int, hidden: int = 256, condition_dim: int | None = None) -> None:
+        super().__init__(channels, hidden)
+        if not condition_dim or condition_dim < 1:
+            from legato.errors import InputError
+
+            raise InputError("the unet-emb field needs the width of the embedding its blocks are given "
+                             "(condition_dim, e.g. the class embedding's width)")
+        self.condition_dim = condition_dim
+        self.cond = nn.Linear(condition_dim, hidden)
+
+    def openness(self, condition: torch.Tensor) -> torch.Tensor:
+        """What the embedding adds to the hidden layer, `[B, hidden]` (computed once per solve: the
+        embedding is constant in the ODE's time)."""
+        return self.cond(F.silu(condition))
+
+    def switched(self, x: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(self.norm1(x))) + added[:, :, None, None].to(x.dtype)
+        return self.conv2(self.act(self.norm2(h)))
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.switched(x, self.openness(condition))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, condition_dim={self.condition_dim}"
+
+
 def make_field(name: str, channels: int, hidden: int, condition_dim: int | None = None,
                gate_hidden: int | None = None, gate_keys: int = 0, gate_space: str = "latent",
                gate_rank: int = 0, gate_floor: float = 0.0, gate_map_hidden: int = 0) -> nn.Module:
@@ -310,4 +352,6 @@ def make_field(name: str, channels: int, hidden: int, condition_dim: int | None 
                           gate_map_hidden)
     if name == "unet":
         return UNetField(channels, hidden)
+    if name == "unet-emb":
+        return EmbeddingUNetField(channels, hidden, condition_dim)
     raise InputError(f"unknown adapter field {name!r}; choose one of {', '.join(FIELDS)}")

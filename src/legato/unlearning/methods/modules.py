@@ -26,7 +26,7 @@ ADAPTER_METHODS = ("legato", "residual")
 
 def ode_adapters(model: nn.Module, method: str, sites: list[str], channels: dict[str, int], *, hidden: int,
                  t_end: float, step_size: float, solver: str, field: str = "unet",
-                 name: str = ADAPTER_SET_NAME) -> Trainable:
+                 condition_dim: int | None = None, name: str = ADAPTER_SET_NAME) -> Trainable:
     """`legato` (the ODE over [0, t_end]) or `residual` (one Euler step of length 1: x + f(x)) adapters
     attached to `model` at `sites`; the adapter set is the dial and is saved as an adapter bundle."""
     from legato.ode import attach, save_bundle
@@ -35,7 +35,8 @@ def ode_adapters(model: nn.Module, method: str, sites: list[str], channels: dict
         raise ValueError(f"not an adapter method: {method!r}")
     ode = (dict(t_end=t_end, step_size=step_size, method=solver) if method == "legato"
            else dict(t_end=1.0, step_size=1.0, method="euler"))
-    adapter_set = attach(model, list(sites), name=name, channels=channels, hidden=hidden, field=field, **ode)
+    adapter_set = attach(model, list(sites), name=name, channels=channels, hidden=hidden, field=field,
+                         condition_dim=condition_dim, **ode)
     named = adapter_parameters(adapter_set)
     return Trainable(method, model, list(named.values()), adapter_set=adapter_set, dial=adapter_set,
                      uses_trajectory=method == "legato", _named=named,

@@ -50,7 +50,7 @@ def nets(tmp_path):
 
 def test_legato_run_writes_a_complete_folder(tmp_path, nets):
     out = tmp_path / "run"
-    m = run(out, 3, method="legato", seed=0, steps=3, **FAST, **nets)
+    m = run(out, 3, method="legato", seed=0, iterations=3, **FAST, **nets)
     names = {p.name for p in out.iterdir()}
     assert {
         "adapter",
@@ -76,15 +76,15 @@ def test_legato_run_writes_a_complete_folder(tmp_path, nets):
 
 
 def test_same_seed_same_metrics(tmp_path, nets):
-    a = run(tmp_path / "a", 1, seed=5, steps=2, **FAST, **nets)
-    b = run(tmp_path / "b", 1, seed=5, steps=2, **FAST, **nets)
+    a = run(tmp_path / "a", 1, seed=5, iterations=2, **FAST, **nets)
+    b = run(tmp_path / "b", 1, seed=5, iterations=2, **FAST, **nets)
     drop = ("wall_s", "train_wall_s")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
 
 
 def test_finetune_saves_the_tuned_unet_in_the_fine_tuning_format(tmp_path, nets):
     out = tmp_path / "ft"
-    m = run(out, 0, method="finetune", steps=2, **FAST, **nets)
+    m = run(out, 0, method="finetune", iterations=2, **FAST, **nets)
     assert m["trained_fraction"] == 1.0 and m["method"] == "finetune"
     # the image methods' loader reads it: the tuned weights land in a fresh UNet, and they moved
     teacher, model = load_flow(nets["flow_weights"]), load_flow(nets["flow_weights"])
@@ -108,7 +108,7 @@ def _interrupt_at(monkeypatch, step: int):
 
 @pytest.mark.parametrize("method", ["legato", "finetune"])
 def test_interrupted_run_resumes_bit_identical(tmp_path, nets, monkeypatch, method):
-    opts = dict(steps=7, checkpoint_every=2, log_every=1, progress=False, **FAST, **nets)
+    opts = dict(iterations=7, checkpoint_every=2, log_every=1, progress=False, **FAST, **nets)
     full = run(tmp_path / "full", 2, method=method, seed=3, **opts)
     real = _interrupt_at(monkeypatch, 6)  # inside step 6: steps 1–5 are done, the last checkpoint was step 4
     with pytest.raises(KeyboardInterrupt):
@@ -136,7 +136,7 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, nets, monkeypatch, meth
 def test_failure_leaves_no_folder_and_bad_input_is_refused(tmp_path, nets):
     out = tmp_path / "broken"
     with pytest.raises(TrainingError):
-        run(out, 2, steps=2, lambda_forget=float("nan"), **FAST, **nets)
+        run(out, 2, iterations=2, lambda_forget=float("nan"), **FAST, **nets)
     assert not out.exists() and not any(tmp_path.glob("broken*")) and not any(tmp_path.glob(".broken*"))
     with pytest.raises(InputError):
         run(out, 10, **nets)
@@ -145,7 +145,7 @@ def test_failure_leaves_no_folder_and_bad_input_is_refused(tmp_path, nets):
     with pytest.raises(InputError, match="unknown option"):
         run(out, 2, learning_rate=1.0, **nets)
     with pytest.raises(InputError, match="no module"):
-        run(out, 2, steps=1, sites=("middle",), **{**FAST, **nets})
+        run(out, 2, iterations=1, sites=("middle",), **{**FAST, **nets})
     assert not out.exists()
 
 

@@ -105,3 +105,41 @@ def test_help_names_the_synthfaces_defaults_where_they_differ_from_the_reference
                   f"SynthFaces adapters and LoRA {legato['lr']:g}", f"SynthFaces {defaults['gate_floor']:g}",
                   f"SynthFaces {defaults['stop_consolidate']}"):
         assert shown in help_text, shown
+
+
+def test_every_backend_shares_the_training_settings_under_the_same_flat_names(monkeypatch, tmp_path):
+    """lfw-faces and the digits flow take the settings every backend shares (`TrainingOptions`) under the
+    names `UnlearnConfig` gives them, and the CLI hands them over through the same layer."""
+    pytest.importorskip("diffusers")
+    from legato.flows.unlearn import FlowUnlearnConfig
+    from legato.lfwfaces.erase import EraseConfig
+    from legato.unlearning.config import TrainingOptions
+
+    shared = {f.name for f in dataclasses.fields(TrainingOptions)}
+    assert shared <= set(options.NAMES), f"shared settings without a flat name: {shared - set(options.NAMES)}"
+    assert shared <= _unlearn_parameters()
+    for cls in (EraseConfig, FlowUnlearnConfig):
+        assert shared <= {f.name for f in dataclasses.fields(cls)}
+    flat = {"iterations": 7, "lr": 2e-3, "seed": 3, "hidden": 16, "lambda_trajectory": 0.5, "stop_every": 5,
+            "checkpoint_every": 9, "target": "average", "field": None}
+    for cls in (EraseConfig, FlowUnlearnConfig):
+        config = options.backend_config(cls, flat)
+        settings = config.loop_settings()
+        assert (settings.iterations, settings.lr, settings.seed, settings.checkpoint_every) == (7, 2e-3, 3, 9)
+        assert (config.hidden, config.lambda_trajectory, config.stop_every) == (16, 0.5, 5)
+    with pytest.raises(InputError, match="--lr must be positive"):
+        options.backend_config(EraseConfig, {"lr": -1.0})
+    with pytest.raises(InputError, match="at least 1"):
+        options.backend_config(FlowUnlearnConfig, {"iterations": 0})
+    # the CLI's lfw-faces path builds its config through the same layer
+    seen = []
+
+    def fake_run(out, identity, config, **kwargs):
+        seen.append(config)
+        raise InputError("recorded; nothing runs")
+
+    monkeypatch.setattr("legato.lfwfaces.unlearn.run", fake_run)
+    code = main(["unlearn", "--generator", "lfw-faces", "--identity", "Colin_Powell", "--out", str(tmp_path / "r"),
+                 "--iterations", "7", "--lr", "0.002", "--seed", "3", "--hidden", "16", "--lambda-trajectory", "0.5",
+                 "--stop-every", "5", "--checkpoint-every", "9"])
+    assert code == 2 and seen and seen[0] == options.backend_config(EraseConfig, flat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -25,27 +26,19 @@ def _print_table(metrics: dict, out: Path) -> None:
     console.print(f"report: {out / 'report.html'}   adapter: {out / 'adapter'}")
 
 
-def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, iterations: int | None, lr, hidden,
-                 lambda_trajectory, seed: int, overwrite: bool, early_stop: bool | None = None,
+def _unlearn_lfw(generator: str, identity: str | None, out: Path, given: dict, overwrite: bool,
                  resume: bool = False) -> None:
-    """lfw-faces: forget a named person of the class-conditional flow (docs/reference/lfw-faces.md)."""
+    """lfw-faces: forget a named person of the class-conditional flow (docs/reference/lfw-faces.md); the
+    settings it shares with every backend keep their names (`unlearning.options.backend_config`)."""
     from legato.errors import InputError
     from legato.lfwfaces.erase import EraseConfig
     from legato.lfwfaces.unlearn import run
+    from legato.unlearning.options import backend_config
 
     if identity is None:
         raise InputError("--identity is required: a name of `legato lfw-faces people` (e.g. Colin_Powell), or "
                          "@FILE with one name per line")
-    options = {"method": method, "seed": seed, "lr": lr}
-    if iterations is not None:  # else the backend's own per method (lfwfaces.erase.DEFAULT_ITERATIONS)
-        options["iterations"] = iterations
-    if hidden is not None:
-        options["hidden"] = hidden
-    if lambda_trajectory is not None:
-        options["lambda_trajectory"] = lambda_trajectory
-    if early_stop is not None:  # the velocity-gap check (off by default on lfw-faces: docs/reference/lfw-faces.md)
-        options["early_stop"] = early_stop
-    config = EraseConfig(**options).validate()
+    config = backend_config(EraseConfig, given)
     metrics = run(out, identity, config, generator=None if generator == "lfw-faces" else generator,
                   overwrite=overwrite, resume=resume)
     who = metrics["person"] or f"{len(metrics['people'])} people"
@@ -59,21 +52,21 @@ def _unlearn_lfw(generator: str, identity: str | None, out: Path, method: str, i
     typer.echo(f"run folder: {out} (metrics.json, forgotten_sweep.png, dial.png)")
 
 
-def _unlearn_digits(out: Path, forget_class: int | None, method: str, iterations, lr, hidden, lambda_trajectory,
-                    t_end, step_size, solver, seed: int, resume: bool, overwrite: bool) -> None:
+def _unlearn_digits(out: Path, forget_class: int | None, given: dict, resume: bool, overwrite: bool) -> None:
     """digits-flow: forget a digit class (docs/reference/flows.md); options left out take the flow's own defaults."""
     import torch
 
     from legato.errors import InputError
-    from legato.flows.unlearn import run
+    from legato.flows.unlearn import FlowUnlearnConfig, run
+    from legato.unlearning.options import backend_config
 
     if forget_class is None:
         raise InputError("--generator digits-flow needs --forget-class N (a digit, 0–9)")
-    given = {"lr": lr, "hidden": hidden, "lambda_trajectory": lambda_trajectory, "t_end": t_end,
-             "step_size": step_size, "solver": solver}
+    config = backend_config(FlowUnlearnConfig, given)
     torch.set_num_threads(1)  # the digits model is small: one thread is faster than two here
-    m = run(out, forget_class, method=method, seed=seed, steps=iterations, resume=resume, overwrite=overwrite,
-            **{k: v for k, v in given.items() if v is not None})
+    options = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("method", "seed", "iterations")}
+    m = run(out, forget_class, method=config.method, seed=config.seed, iterations=config.iterations,
+            resume=resume, overwrite=overwrite, **options)
     typer.echo(f"forgotten class {forget_class}: {m['teacher']['forget_acc']:.0%} → {m['unlearned']['forget_acc']:.0%}"
                f" of its samples read as it; retained classes {m['teacher']['retain_acc']:.1%} → "
                f"{m['unlearned']['retain_acc']:.1%}; trained {m['trained_fraction']:.2%} of the UNet")
@@ -153,12 +146,11 @@ def register(app: typer.Typer) -> None:
                                          "default: the backend's recommendation, else 0."),
         hidden: int = typer.Option(None, help="Adapter field hidden channels; default: the backend's "
                                    "recommendation (SynthFaces 64), else the reference's 256."),
-        field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs, pixel by "
-                                  "pixel) | context (plus the image's mean: whose face the pixel is in) | gated "
-                                  "(switched per sample by an MLP on the site's latent; for many people) | keyed "
-                                  "(switched by the latent's distance to the forgotten ones, which the adapter "
-                                  "file then holds; SynthFaces' default, for one person or many) | unet (3×3 "
-                                  "convs with group norm: sees its neighbourhood). Default: the backend's, else "
+        field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs) | context "
+                                  "(plus the image's mean) | gated (switched per sample by an MLP on the site's "
+                                  "latent) | keyed (switched by the latent's distance to the forgotten ones; "
+                                  "SynthFaces' default) | unet (3×3 convs, group norm) | unet-emb (unet told the "
+                                  "UNet block's embedding; lfw-faces' default). Default: the backend's, else "
                                   "conv1x1."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),
@@ -259,12 +251,10 @@ def register(app: typer.Typer) -> None:
         from legato.errors import InputError
 
         if generator == "lfw-faces" or (Path(generator) / "legato_world.json").is_file():
-            _unlearn_lfw(generator, identity, out, method, iterations, lr, hidden, lambda_trajectory, seed,
-                         overwrite, early_stop, resume)
+            _unlearn_lfw(generator, identity, out, given, overwrite, resume)
             return
         if generator == "digits-flow":
-            _unlearn_digits(out, forget_class, method, iterations, lr, hidden, lambda_trajectory, t_end, step_size,
-                            solver, seed, resume, overwrite)
+            _unlearn_digits(out, forget_class, given, resume, overwrite)
             return
         if identity is None:
             raise InputError("--identity is required (seed:N, a photo, a folder, latent:FILE or person:N)")

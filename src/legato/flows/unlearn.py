@@ -10,10 +10,10 @@ Losses, on straight-path points x_t = (1 − t)·x_0 + t·x_1:
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from torch import nn
 from legato.errors import InputError, TrainingError
 from legato.files import atomic_write_json
 from legato.unlearning import run_folder
+from legato.unlearning.config import TrainingOptions
 from legato.unlearning.methods.base import Trainable
 from legato.unlearning.methods.dials import WeightInterpolation
 
@@ -28,39 +29,39 @@ METHODS = ("legato", "finetune")
 
 
 @dataclass
-class FlowUnlearnConfig:
-    """Options of `run()` (defaults: the settings behind the numbers in docs/results/digits-flow.md)."""
+class FlowUnlearnConfig(TrainingOptions):
+    """Options of `run()`: the shared training settings (`TrainingOptions`: method, iterations, lr, seed,
+    the adapters' ODE, the loop's) and the flow's own. Defaults: the settings behind the numbers in
+    docs/results/digits-flow.md."""
 
-    steps: int | None = None  # None: 300 for both methods
-    lr: float | None = None  # None: 1e-3 for adapters, 1e-4 for fine-tuning
+    DEFAULT_ITERATIONS: ClassVar[dict[str, int]] = {"legato": 300, "finetune": 300}
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"legato": 1e-3, "finetune": 1e-4}
+
+    hidden: int = 24  # adapter field width; 24 keeps the `mid` adapter under 5% of the UNet
     batch_retain: int = 64
     batch_forget: int = 32
     lambda_forget: float = 1.0
     lambda_retain: float = 1.0
-    lambda_trajectory: float = 0.1
     sites: tuple[str, ...] = ("mid",)
-    hidden: int = 24  # adapter field width; 24 keeps the `mid` adapter under 5% of the UNet
-    t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
-    step_size: float = 0.4
-    solver: str = "euler"
     strengths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     n_forget: int = 100  # samples of the forgotten class per strength
     n_retain: int = 40  # samples per retained class per strength
     sampler_method: str = "midpoint"
     sampler_steps: int = 10
     leakage_draws: int = 16
-    log_every: int = 10
-    checkpoint_every: int = 50  # steps between checkpoints in OUT.partial/ (what --resume continues from)
     flow_weights: str | None = None  # None: the shipped weights
     classifier_weights: str | None = None
 
-    def resolved(self, method: str) -> FlowUnlearnConfig:
-        cfg = copy.copy(self)
-        cfg.steps = 300 if self.steps is None else int(self.steps)
-        cfg.lr = (1e-3 if method == "legato" else 1e-4) if self.lr is None else float(self.lr)
-        cfg.sites = tuple(self.sites)
-        cfg.strengths = tuple(float(s) for s in self.strengths)
-        return cfg
+    def validate(self) -> FlowUnlearnConfig:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r} for the digits flow; choose one of "
+                             f"{', '.join(METHODS)}")
+        self.validate_training()
+        self.sites = tuple(self.sites)
+        self.strengths = tuple(float(x) for x in self.strengths)
+        if not self.strengths or max(self.strengths) != 1.0:
+            raise InputError("strengths must include 1.0 (the trained result)")
+        return self
 
 
 def _make_trainable(teacher: nn.Module, method: str, cfg: FlowUnlearnConfig) -> Trainable:
@@ -163,13 +164,12 @@ def _train(teacher, student: Trainable, data, forget_class: int, cfg: FlowUnlear
     seconds (a resumed run's include those before the interruption)."""
     from legato.unlearning import loop
 
-    settings = loop.LoopSettings(iterations=cfg.steps, lr=cfg.lr, seed=seed, log_every=cfg.log_every,
-                                 checkpoint_every=cfg.checkpoint_every, log_first=True)
+    settings = cfg.loop_settings()
     try:
         result = loop.run(FlowObjective(teacher, student, data, forget_class, cfg, method), settings, work,
                           resume=resume, progress=progress)
     except TrainingError as e:
-        raise TrainingError(run_folder.failure_hint(str(e), work, cfg.lr)) from e
+        raise TrainingError(run_folder.failure_hint(str(e), work, cfg.effective_lr)) from e
     if isinstance(student.dial, WeightInterpolation):
         student.dial.capture()  # the fine-tuned weights are strength 1
     return result.seconds
@@ -207,7 +207,7 @@ def run(
     forget_class: int,
     method: str = "legato",
     seed: int = 0,
-    steps: int | None = None,
+    iterations: int | None = None,
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -229,21 +229,13 @@ def run(
     from legato.flows.weights import load_classifier, load_flow
 
     forget_class = check_class(forget_class)
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r} for the digits flow; choose one of {', '.join(METHODS)}")
     unknown = sorted(set(options) - {f.name for f in fields(FlowUnlearnConfig)})
     if unknown:
         raise InputError(
             f"unknown option(s) {unknown}; the digits flow takes "
             f"{[f.name for f in fields(FlowUnlearnConfig)]}"
         )
-    cfg = FlowUnlearnConfig(steps=steps, **options).resolved(method)
-    if cfg.steps < 1:
-        raise InputError(f"steps must be at least 1 (got {cfg.steps})")
-    if cfg.checkpoint_every < 1 or cfg.log_every < 1:
-        raise InputError("checkpoint_every and log_every must be at least 1")
-    if not cfg.strengths or max(cfg.strengths) != 1.0:
-        raise InputError("strengths must include 1.0 (the trained result)")
+    cfg = FlowUnlearnConfig(method=method, seed=seed, iterations=iterations, **options).validate()
     t_start = time.time()
     teacher = load_flow(cfg.flow_weights)
     classifier = load_classifier(cfg.classifier_weights)
@@ -294,7 +286,7 @@ def run(
         "method": method,
         "forget_class": forget_class,
         "seed": seed,
-        "steps": cfg.steps,
+        "steps": cfg.effective_iterations,
         "teacher": {k: teacher_row[k] for k in ("forget_acc", "retain_acc", "per_class")},
         "unlearned": {k: s1[k] for k in ("forget_acc", "retain_acc", "per_class")},
         "retain_drop_points": 100 * (teacher_row["retain_acc"] - s1["retain_acc"]) if s0 else None,
@@ -310,7 +302,8 @@ def run(
         "sweep_monotone": is_monotone(forget_accs),
         "noise_classified_as_forgotten": noise_rate,
         "train_wall_s": round(train_wall, 1),
-        "config": {**asdict(cfg), "sites": list(cfg.sites), "strengths": list(cfg.strengths)},
+        "config": {**asdict(cfg), "iterations": cfg.effective_iterations, "lr": cfg.effective_lr,
+                   "sites": list(cfg.sites), "strengths": list(cfg.strengths)},
     }
     metrics["checks"] = {
         "forgotten-class accuracy <= 20%": s1["forget_acc"] <= 0.20,

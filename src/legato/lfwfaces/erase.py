@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from legato.errors import InputError, TrainingError
+from legato.unlearning.config import TrainingOptions
 from legato.unlearning.methods.dials import WeightInterpolation
 
 METHODS = ("legato", "residual", "finetune", "lora", "embedding")
@@ -40,36 +42,25 @@ DEFAULT_ITERATIONS = {"legato": 60, "residual": 60, "finetune": 100, "lora": 100
 
 
 @dataclass
-class EraseConfig:
-    """Options of a forgetting run on lfw-faces (defaults: the settings behind docs/reference/lfw-faces.md)."""
+class EraseConfig(TrainingOptions):
+    """Options of a forgetting run on lfw-faces: the shared training settings (`TrainingOptions`: method,
+    iterations, lr, seed, the adapters' ODE, the loop's) and this world's own. Defaults: the settings behind
+    docs/reference/lfw-faces.md."""
 
-    method: str = "legato"
-    iterations: int | None = None  # None: DEFAULT_ITERATIONS[method]
-    lr: float | None = None  # None: DEFAULT_LR[method]
-    seed: int = 0
+    DEFAULT_ITERATIONS: ClassVar[dict[str, int]] = DEFAULT_ITERATIONS
+    DEFAULT_LR: ClassVar[dict[str, float]] = DEFAULT_LR
+    NOTHING_TO_TRAIN: ClassVar[tuple[str, ...]] = ("embedding",)
+
     batch_forget: int = 16
     batch_retain: int = 32
     lambda_forget: float = 1.0
     lambda_retain: float = 1.0
-    lambda_trajectory: float = 0.1
     sites: tuple[str, ...] = ("mid_block", "up_blocks.0", "up_blocks.1")
-    hidden: int = 32
     field: str = "unet-emb"  # adapters: `unet-emb` (also told the block's embedding) or `unet` (features only)
-    t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
-    step_size: float = 0.4
-    solver: str = "euler"
     lora_rank: int = 4
     pool_forget: int = 32  # frozen trajectories of the person
     pool_retain: int = 1  # frozen trajectories per other person
     null_share: float = 0.125  # share of the retain batch labelled "nobody"
-    log_every: int = 10
-    checkpoint_every: int = 50
-    # what the loop needs from any config
-    eval_every: int = 0
-    early_stop: bool = False
-    stop_every: int = 10
-    stop_patience: int = 2
-    stop_consolidate: int = 0
 
     def validate(self) -> EraseConfig:
         if self.method not in METHODS:
@@ -77,26 +68,13 @@ class EraseConfig:
         if self.field not in UNET_FIELDS:
             raise InputError(f"unknown adapter field {self.field!r} for lfw-faces; choose one of "
                              f"{', '.join(UNET_FIELDS)}")
-        steps = self.effective_iterations
-        if steps < 0 or (steps == 0 and self.method != "embedding"):
-            raise InputError(f"--iterations must be at least 1 for {self.method} (got {steps})")
-        for name in ("batch_forget", "batch_retain", "hidden", "pool_forget", "pool_retain", "lora_rank",
-                     "log_every", "checkpoint_every", "stop_every"):
+        self.validate_training()
+        for name in ("batch_forget", "batch_retain", "pool_forget", "pool_retain", "lora_rank"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if not 0 <= self.null_share < 1:
             raise InputError(f"null_share must be in [0, 1) (got {self.null_share})")
-        if self.lr is not None and not self.lr > 0:
-            raise InputError(f"--lr must be positive (got {self.lr})")
         return self
-
-    @property
-    def effective_lr(self) -> float:
-        return DEFAULT_LR.get(self.method, 0.0) if self.lr is None else float(self.lr)
-
-    @property
-    def effective_iterations(self) -> int:
-        return DEFAULT_ITERATIONS.get(self.method, 0) if self.iterations is None else int(self.iterations)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "sites": list(self.sites), "lr": self.effective_lr,

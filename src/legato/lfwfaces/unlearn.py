@@ -301,11 +301,7 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
         checks = build_check_states(world, person, config, STEPS, GUIDANCE)  # before anything attaches
         torch.manual_seed(config.seed)  # the adapters' initial weights
         student = Student(world, person, config)
-        settings = loop.LoopSettings(iterations=config.effective_iterations, lr=config.effective_lr, seed=config.seed,
-                                     log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                                     eval_every=config.stop_every, early_stop=config.early_stop,
-                                     stop_every=config.stop_every, stop_patience=config.stop_patience,
-                                     stop_consolidate=config.stop_consolidate, log_first=True)
+        settings = config.loop_settings()
         scores = lambda unet: stop_scores(unet, person, checks)  # noqa: E731
         quick = (lambda unet: {k: v for k, v in scores(unet).items() if k != "passed"}) \
             if not config.early_stop else None  # the gaps in the log either way

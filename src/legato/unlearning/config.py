@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 from legato.errors import InputError
 from legato.ode.fields import GATE_SPACES
@@ -53,6 +55,72 @@ class LossWeights:
     # the gated field (`--field gated`): its gate is taught directly who is forgotten (the forgotten latents
     # open, others' latents shut; `methods.gates.GateMembership`); no effect on other fields
     gate: float = 1.0
+
+
+@dataclass
+class TrainingOptions:
+    """The settings every backend's forgetting run shares, under the names `UnlearnConfig` and the options
+    layer give them (`unlearning.options`: one flat name means one thing for every generator): the method,
+    the one loop's settings and the adapters' ODE. A backend whose run is not an `UnlearnConfig` (lfw-faces,
+    the digits flow) subclasses it, adds its own settings and its per-method defaults
+    (`DEFAULT_ITERATIONS`, `DEFAULT_LR`; None in `iterations` / `lr` takes them)."""
+
+    DEFAULT_ITERATIONS: ClassVar[dict[str, int]] = {}
+    DEFAULT_LR: ClassVar[dict[str, float]] = {}
+    NOTHING_TO_TRAIN: ClassVar[tuple[str, ...]] = ()  # methods that may run 0 iterations (an edit)
+
+    method: str = "legato"
+    iterations: int | None = None  # None: DEFAULT_ITERATIONS[method]
+    lr: float | None = None  # None: DEFAULT_LR[method]
+    seed: int = 0
+    hidden: int = 32  # the adapter field's width
+    t_end: float = 1.6  # t_end, step_size, solver: the LEGATO reference adapter settings
+    step_size: float = 0.4
+    solver: str = "euler"
+    lambda_trajectory: float = 0.1
+    log_every: int = 10
+    checkpoint_every: int = 50  # steps between checkpoints in OUT.partial/ (what --resume continues from)
+    eval_every: int = 0
+    early_stop: bool = False
+    stop_every: int = 10
+    stop_patience: int = 2
+    stop_consolidate: int = 0
+
+    @property
+    def effective_iterations(self) -> int:
+        return self.DEFAULT_ITERATIONS.get(self.method, 0) if self.iterations is None else int(self.iterations)
+
+    @property
+    def effective_lr(self) -> float:
+        return self.DEFAULT_LR.get(self.method, 0.0) if self.lr is None else float(self.lr)
+
+    def validate_training(self) -> None:
+        """One clear error for a shared setting out of range (a backend's `validate` checks its own)."""
+        steps = self.effective_iterations
+        if steps < 0 or (steps == 0 and self.method not in self.NOTHING_TO_TRAIN):
+            raise InputError(f"--iterations must be at least 1 for {self.method} (got {steps})")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"--lr must be positive (got {self.lr})")
+        if not (self.t_end > 0 and self.step_size > 0):
+            raise InputError(f"--t-end and --step-size must be positive (got {self.t_end}, {self.step_size})")
+        if not (math.isfinite(self.lambda_trajectory) and self.lambda_trajectory >= 0):
+            raise InputError(f"--lambda-trajectory must be a finite number ≥ 0 (got {self.lambda_trajectory})")
+        for name in ("hidden", "log_every", "checkpoint_every", "stop_every", "stop_patience"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("eval_every", "stop_consolidate"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must not be negative (got {getattr(self, name)})")
+
+    def loop_settings(self, log_first: bool = True):
+        """What the one loop (`unlearning.loop.run`) reads of these settings."""
+        from legato.unlearning.loop import LoopSettings
+
+        return LoopSettings(iterations=self.effective_iterations, lr=self.effective_lr, seed=self.seed,
+                            log_every=self.log_every, checkpoint_every=self.checkpoint_every,
+                            eval_every=self.eval_every or self.stop_every, early_stop=self.early_stop,
+                            stop_every=self.stop_every, stop_patience=self.stop_patience,
+                            stop_consolidate=self.stop_consolidate, log_first=log_first)
 
 
 @dataclass

@@ -84,6 +84,14 @@ def parse(name: str, text: str):
         raise InputError(f"{name}={text!r}: expected a {type(default).__name__}") from e
 
 
+def backend_config(cls, flat: dict):
+    """A backend's own config (`cls`, a `config.TrainingOptions` subclass: lfw-faces, the digits flow) from
+    the same flat settings: each of its fields that `flat` gives (None left out) under the same name, then
+    its `validate()`. Settings it does not have are not its business (the other backends')."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in flat.items() if k in names and v is not None}).validate()
+
+
 def evaluation_sizes(config: UnlearnConfig, n_random: int | None = None, n_fid: int | None = None) -> tuple[int, int]:
     """The evaluation's sample sizes: what was given, else the preset's (reference: FID on 5,000), else the
     defaults (100 random people, FID on 1,000)."""

@@ -149,8 +149,8 @@ def register(app: typer.Typer) -> None:
         field: str = typer.Option(None, help="Adapter vector field: conv1x1 (the reference: 1×1 convs) | context "
                                   "(plus the image's mean) | gated (switched per sample by an MLP on the site's "
                                   "latent) | keyed (switched by the latent's distance to the forgotten ones; "
-                                  "SynthFaces' default) | unet (3×3 convs, group norm) | unet-emb (unet told the "
-                                  "UNet block's embedding; lfw-faces' default). Default: the backend's, else "
+                                  "SynthFaces' default) | unet (3×3 convs, group norm; lfw-faces' default) | "
+                                  "unet-emb (unet told the UNet block's embedding). Default: the backend's, else "
                                   "conv1x1."),
         gate_hidden: int = typer.Option(None, "--gate-hidden", help="--field gated: the gate MLP's width "
                                         "(default: --hidden)."),

@@ -35,8 +35,8 @@ from legato.unlearning.methods.dials import WeightInterpolation
 
 METHODS = ("legato", "residual", "finetune", "lora", "embedding")
 UNET_FIELDS = ("unet", "unet-emb")  # the adapter fields for UNet blocks (`ode.fields`)
-# the adapters' defaults (the `unet-emb` field, lr 3e-3, 60 steps) and the others' were chosen on the tuning
-# person's velocity gap, never on dlib (docs/reference/lfw-faces.md, "Why these defaults")
+# the adapters' defaults (the `unet` field, lr 3e-3, 60 steps) were chosen on the tuning person's velocity
+# gap and a loss-side attack, never on dlib (docs/reference/lfw-faces.md, "Why these defaults")
 DEFAULT_LR = {"legato": 3e-3, "residual": 3e-3, "finetune": 2e-5, "lora": 1e-3}
 DEFAULT_ITERATIONS = {"legato": 60, "residual": 60, "finetune": 100, "lora": 100, "embedding": 0}
 
@@ -56,7 +56,7 @@ class EraseConfig(TrainingOptions):
     lambda_forget: float = 1.0
     lambda_retain: float = 1.0
     sites: tuple[str, ...] = ("mid_block", "up_blocks.0", "up_blocks.1")
-    field: str = "unet-emb"  # adapters: `unet-emb` (also told the block's embedding) or `unet` (features only)
+    field: str = "unet"  # adapters: `unet` (features only) or `unet-emb` (also told the block's embedding)
     lora_rank: int = 4
     pool_forget: int = 32  # frozen trajectories of the person
     pool_retain: int = 1  # frozen trajectories per other person

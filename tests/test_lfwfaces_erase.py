@@ -45,6 +45,16 @@ def _inputs():
     return torch.randn(4, 3, 16, 16, generator=g), torch.rand(4, generator=g), torch.tensor([0, 1, 2, 3])
 
 
+def _train_steps(objective, steps: int = 2) -> None:
+    """`steps` Adam steps of an objective outside the loop (lr 1e-2, one seeded draw per step)."""
+    opt = torch.optim.Adam(objective.params, lr=1e-2)
+    for step in range(steps):
+        losses = objective.step(step, torch.Generator().manual_seed(step))
+        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+        opt.step()
+        opt.zero_grad()
+
+
 @pytest.mark.parametrize("method", ["legato", "residual", "finetune", "lora", "embedding"])
 def test_each_method_is_the_source_at_strength_zero_and_changes_after_a_step(tiny_folder, method):
     world = load_world(tiny_folder)
@@ -57,12 +67,7 @@ def test_each_method_is_the_source_at_strength_zero_and_changes_after_a_step(tin
     student = erase.Student(world, 0, config)
     objective = erase.EraseObjective(student, pool, config)
     if method != "embedding":
-        opt = torch.optim.Adam(objective.params, lr=1e-2)
-        for step in range(2):
-            losses = objective.step(step, torch.Generator().manual_seed(step))
-            assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
-            opt.step()
-            opt.zero_grad()
+        _train_steps(objective)
     objective.end()
     with torch.no_grad():
         student.set_strength(0.0)
@@ -124,11 +129,7 @@ def test_a_result_loads_back_onto_a_fresh_world(tiny_folder, tmp_path, method):
     student = erase.Student(world, 1, config)
     objective = erase.EraseObjective(student, pool, config)
     if method != "embedding":
-        opt = torch.optim.Adam(objective.params, lr=1e-2)
-        for step in range(2):
-            objective.step(step, torch.Generator().manual_seed(step))
-            opt.step()
-            opt.zero_grad()
+        _train_steps(objective)
     objective.end()
     x, t, y = _inputs()
     with torch.no_grad():
@@ -443,11 +444,7 @@ def test_the_embedding_field_is_told_each_blocks_embedding_and_loads_back(tiny_f
         del student.adapters.adapter(site).field.openness
     pool = erase.build_pool(world, 0, config, steps=3, guidance=1.5)
     objective = erase.EraseObjective(student, pool, config)
-    opt = torch.optim.Adam(objective.params, lr=1e-2)
-    for step in range(2):
-        objective.step(step, torch.Generator().manual_seed(step))
-        opt.step()
-        opt.zero_grad()
+    _train_steps(objective)
     objective.end()
     with torch.no_grad():
         trained = velocity(student.unet, x, t, y)

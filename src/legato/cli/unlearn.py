@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import typer
@@ -64,9 +63,7 @@ def _unlearn_digits(out: Path, forget_class: int | None, given: dict, resume: bo
         raise InputError("--generator digits-flow needs --forget-class N (a digit, 0–9)")
     config = backend_config(FlowUnlearnConfig, given)
     torch.set_num_threads(1)  # the digits model is small: one thread is faster than two here
-    options = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("method", "seed", "iterations")}
-    m = run(out, forget_class, method=config.method, seed=config.seed, iterations=config.iterations,
-            resume=resume, overwrite=overwrite, **options)
+    m = run(out, forget_class, config=config, resume=resume, overwrite=overwrite)
     typer.echo(f"forgotten class {forget_class}: {m['teacher']['forget_acc']:.0%} → {m['unlearned']['forget_acc']:.0%}"
                f" of its samples read as it; retained classes {m['teacher']['retain_acc']:.1%} → "
                f"{m['unlearned']['retain_acc']:.1%}; trained {m['trained_fraction']:.2%} of the UNet")

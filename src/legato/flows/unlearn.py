@@ -212,6 +212,7 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    config: FlowUnlearnConfig | None = None,
     **options,
 ) -> dict:
     """Forget `forget_class` (0–9) of the shipped digits flow; write the run folder; return its metrics.
@@ -220,7 +221,8 @@ def run(
     checkpoint `resume` continues from bit for bit, and renamed to `out_dir` when complete. It holds
     `adapter/` (the adapter bundle, or for fine-tuning `finetuned_weights.safetensors`; either loads with
     `legato.unlearning.methods.load_result`), `metrics.json`, `log.jsonl`, `report.html` and PNG grids.
-    `options` are fields of `FlowUnlearnConfig`.
+    `options` are fields of `FlowUnlearnConfig`; a validated `config` replaces method, seed, iterations and
+    them.
     """
     from legato.flows.data import check_class, load_split
     from legato.flows.metrics import features, frechet_distance, is_monotone, leakage, mmd2
@@ -235,7 +237,8 @@ def run(
             f"unknown option(s) {unknown}; the digits flow takes "
             f"{[f.name for f in fields(FlowUnlearnConfig)]}"
         )
-    cfg = FlowUnlearnConfig(method=method, seed=seed, iterations=iterations, **options).validate()
+    cfg = config or FlowUnlearnConfig(method=method, seed=seed, iterations=iterations, **options).validate()
+    method, seed = cfg.method, cfg.seed
     t_start = time.time()
     teacher = load_flow(cfg.flow_weights)
     classifier = load_classifier(cfg.classifier_weights)

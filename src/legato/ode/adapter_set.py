@@ -177,14 +177,14 @@ class AdapterSet(nn.Module):
         seen: dict[str, list[torch.Tensor]] = {site: [] for site in self.sites}
 
         def keep(found: list):
-            def hook(module, inputs, output):
-                latent = _site_latent(inputs)
+            def hook(module, inputs, kwargs, output):
+                latent = _site_latent(inputs, kwargs)
                 if isinstance(latent, torch.Tensor):
                     found.append(latent.detach())
             return hook
 
         modules = dict(self.model.named_modules())
-        handles = [modules[site].register_forward_hook(keep(seen[site])) for site in self.sites]
+        handles = [modules[site].register_forward_hook(keep(seen[site]), with_kwargs=True) for site in self.sites]
         try:
             with torch.no_grad():
                 run()

@@ -461,3 +461,47 @@ def test_the_embedding_field_is_told_each_blocks_embedding_and_loads_back(tiny_f
         assert torch.allclose(velocity(unet, x, t, y), trained, atol=1e-5)
     with pytest.raises(InputError, match="unknown adapter field"):
         erase.EraseConfig(field="keyed").validate()
+
+
+def test_nobody_rows_send_the_frozen_models_own_nobody_states_to_nobody(tiny_folder, monkeypatch):
+    from legato.lfwfaces import train as train_module
+    from legato.lfwfaces.world import initial_noise
+
+    world = load_world(tiny_folder)
+    config = erase.EraseConfig(iterations=1, sites=SITES, pool_forget=2, batch_forget=8, batch_retain=4,
+                               nobody_rows=3).validate()
+    pool = erase.build_pool(world, 0, config, steps=4, guidance=1.5)
+    nobody = torch.full((2,), world.null_class, dtype=torch.long)
+    expected, _ = erase.trajectory_states(world, nobody, initial_noise(2, 16, config.seed + 106), 4, 1.5)
+    assert torch.equal(pool.nobody_x, expected)
+    assert erase.build_pool(world, 0, erase.EraseConfig(sites=SITES, pool_forget=2), 4, 1.5).nobody_x is None
+
+    calls, real = [], train_module.velocity
+    monkeypatch.setattr(train_module, "velocity", lambda unet, x, t, y: calls.append((x, y)) or real(unet, x, t, y))
+    erase.EraseObjective(erase.Student(world, 0, config), pool, config).step(0, torch.Generator().manual_seed(0))
+    (x_target, y_target), (x_student, y_student) = calls
+    assert torch.equal(x_target, x_student)
+    # the last 3 of the 8 forget rows are nobody's own states, asked under the person's name, sent to nobody
+    assert all(any(torch.equal(row, s) for s in pool.nobody_x) for row in x_student[5:8])
+    assert not any(torch.equal(x_student[4], s) for s in pool.nobody_x)
+    assert (y_student[:8] == 0).all() and (y_target[:8] == world.null_class).all()
+    with pytest.raises(InputError, match="nobody_rows"):
+        erase.EraseConfig(batch_forget=8, nobody_rows=5).validate()
+
+
+@pytest.mark.parametrize("method", ["legato", "residual"])
+def test_the_loss_is_the_weighted_sum_and_the_trajectory_term_is_off_unless_asked(tiny_folder, method):
+    for weight, trajectory in ((1.0, None), (2.0, 0.5)):
+        world = load_world(tiny_folder)
+        given = {} if trajectory is None else {"lambda_trajectory": trajectory}
+        config = erase.EraseConfig(method=method, iterations=1, sites=SITES, pool_forget=2, batch_forget=4,
+                                   batch_retain=4, lambda_forget=weight, **given).validate()
+        pool = erase.build_pool(world, 0, config, steps=4, guidance=1.5)
+        torch.manual_seed(0)
+        losses = erase.EraseObjective(erase.Student(world, 0, config), pool, config).step(
+            0, torch.Generator().manual_seed(0))
+        expected = weight * losses["forget"] + losses["retain"] + (trajectory or 0.0) * losses["trajectory"]
+        assert losses["total"] == pytest.approx(expected, rel=1e-5)
+    assert erase.EraseConfig().lambda_trajectory == 0.0
+    with pytest.raises(InputError, match="lambda_forget"):
+        erase.EraseConfig(lambda_forget=float("nan")).validate()

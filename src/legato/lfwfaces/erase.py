@@ -23,6 +23,7 @@ The judge (`lfwfaces.judge`, dlib) is used by `evaluate` only; nothing here trai
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -53,6 +54,9 @@ class EraseConfig(TrainingOptions):
 
     batch_forget: int = 16
     batch_retain: int = 32
+    # no trajectory-consistency term by default here (the reference's legato has one): on both tuning people
+    # it halved how close the forgotten name's samples came to nobody's (docs/reference/lfw-faces.md)
+    lambda_trajectory: float = 0.0
     lambda_forget: float = 1.0
     lambda_retain: float = 1.0
     sites: tuple[str, ...] = ("mid_block", "up_blocks.0", "up_blocks.1")
@@ -61,6 +65,10 @@ class EraseConfig(TrainingOptions):
     pool_forget: int = 32  # frozen trajectories of the person
     pool_retain: int = 1  # frozen trajectories per other person
     null_share: float = 0.125  # share of the retain batch labelled "nobody"
+    # forget rows a step drawn from the frozen model's own "nobody" trajectories (under the person's name,
+    # sent to nobody): the states a forgotten name's sampler visits once it follows nobody; taken from the
+    # half of the forget rows that other people's states fill otherwise
+    nobody_rows: int = 0
 
     def validate(self) -> EraseConfig:
         if self.method not in METHODS:
@@ -72,6 +80,13 @@ class EraseConfig(TrainingOptions):
         for name in ("batch_forget", "batch_retain", "pool_forget", "pool_retain", "lora_rank"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("lambda_forget", "lambda_retain"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be a finite number ≥ 0 (got {value})")
+        if not 0 <= self.nobody_rows <= self.batch_forget // 2:
+            raise InputError(f"nobody_rows must be in 0..batch_forget // 2 = {self.batch_forget // 2} "
+                             f"(got {self.nobody_rows})")
         if not 0 <= self.null_share < 1:
             raise InputError(f"null_share must be in [0, 1) (got {self.null_share})")
         return self
@@ -93,6 +108,8 @@ class Pool:
     other_t: torch.Tensor
     other_y: torch.Tensor
     forget_y: torch.Tensor | None = None  # whose trajectory each forget state is (several people forgotten)
+    nobody_x: torch.Tensor | None = None  # states of the frozen model's "nobody" trajectories (`nobody_rows`)
+    nobody_t: torch.Tensor | None = None
 
 
 def as_people(person) -> list[int]:
@@ -138,7 +155,17 @@ def build_pool(world, person, config: EraseConfig, steps: int, guidance: float, 
     got = cached(world, "trajectories", {"per_person": config.pool_retain, "seed": config.seed + 102,
                                          "steps": steps, "guidance": guidance}, everyone, cache)
     keep = (~torch.isin(y_all, torch.tensor(people))).repeat(steps)  # the states are laid out step-major
-    return Pool(xf, tf, got["x"][keep], got["t"][keep], y_all.repeat(steps)[keep], forget_y=yf.repeat(steps))
+    pool = Pool(xf, tf, got["x"][keep], got["t"][keep], y_all.repeat(steps)[keep], forget_y=yf.repeat(steps))
+    if config.nobody_rows:
+        def nobody() -> dict:
+            y = torch.full((config.pool_forget,), world.null_class, dtype=torch.long)
+            x, t = trajectory_states(world, y, initial_noise(len(y), world.size, config.seed + 106), steps, guidance)
+            return {"x": x, "t": t}
+
+        got = cached(world, "nobody-trajectories", {"n": config.pool_forget, "seed": config.seed + 106,
+                                                    "steps": steps, "guidance": guidance}, nobody, cache)
+        pool.nobody_x, pool.nobody_t = got["x"], got["t"]
+    return pool
 
 
 # -- the check that stops a run (the model's own velocities; dlib never) -------------------------------
@@ -370,6 +397,9 @@ class EraseObjective:
         i_o = torch.randint(0, len(pool.other_x), (half + cfg.batch_retain,), generator=gen)
         xf = torch.cat([pool.forget_x[i_f], pool.other_x[i_o[:half]]])
         tf = torch.cat([pool.forget_t[i_f], pool.other_t[i_o[:half]]])
+        if cfg.nobody_rows:  # the last of the other people's rows give way to nobody's own states
+            i_n = torch.randint(0, len(pool.nobody_x), (cfg.nobody_rows,), generator=gen)
+            xf[nf - cfg.nobody_rows:], tf[nf - cfg.nobody_rows:] = pool.nobody_x[i_n], pool.nobody_t[i_n]
         xr, tr, yr = pool.other_x[i_o[half:]], pool.other_t[i_o[half:]], pool.other_y[i_o[half:]].clone()
         yr[torch.rand(len(yr), generator=gen) < cfg.null_share] = null
         if len(st.people) == 1:

@@ -202,12 +202,21 @@ def _dial_plot(sweep: list[dict], title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     s = [r["strength"] for r in sweep]
-    fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=110)
-    ax.plot(s, [r["recognition"] for r in sweep], "o-", label="recognised as the person")
+    rate = [r["recognition"] for r in sweep]
     lo = [r["recognition_ci"][0] for r in sweep]
     hi = [r["recognition_ci"][1] for r in sweep]
-    ax.fill_between(s, lo, hi, alpha=0.2)
-    ax.plot(s, [r["face_found"] for r in sweep], "s--", label="dlib finds a face")
+    fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=110)
+    # two strengths (a run's own check) are two measurements, not a curve: no line is drawn between them
+    joined = len(s) > 2
+    if joined:
+        ax.plot(s, rate, "o-", label="recognised as the person")
+        ax.fill_between(s, lo, hi, alpha=0.2)
+    else:
+        ax.errorbar(s, rate, yerr=[[r - a for r, a in zip(rate, lo, strict=True)],
+                                   [b - r for r, b in zip(rate, hi, strict=True)]],
+                    fmt="o", capsize=4, label="recognised as the person (95% CI)")
+        title += "\n(s = 0 and 1 only; `legato sweep` measures the dial between)"
+    ax.plot(s, [r["face_found"] for r in sweep], "s--" if joined else "s", label="dlib finds a face")
     ax.axhline(FORGOTTEN_RATE, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("strength s")
     ax.set_ylim(-0.02, 1.02)

@@ -194,7 +194,8 @@ def register(app: typer.Typer) -> None:
         lambda_local: float = typer.Option(None, help="Weight of the local (forgetting) term (reference: 1)."),
         lambda_adjacency: float = typer.Option(None, help="Adjacency preservation weight (reference: 1)."),
         lambda_global: float = typer.Option(None, help="Global preservation weight (reference: 1; SynthFaces 10)."),
-        lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight (reference: 1)."),
+        lambda_trajectory: float = typer.Option(None, help="Trajectory-consistency weight "
+                                                "(reference: 1; lfw-faces 0)."),
         lambda_gate: float = typer.Option(None, help="--field gated/keyed: weight of the gate's membership term "
                                           "(open for the forgotten people, shut for others; default 1)."),
         trajectory: str = typer.Option(None, help="Trajectory term: all (every adapter and latent) | reference "

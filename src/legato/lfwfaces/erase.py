@@ -7,7 +7,8 @@ model's own trajectories (no photo is needed, as ESD trains on its model's own g
 - forget: ‖v(x_t, t | person) − v_frozen(x_t, t | nobody)‖² on states of the person's trajectories and of
   other people's trajectories (where a changed trajectory goes);
 - retain: ‖v(x_t, t | p) − v_frozen(x_t, t | p)‖² for the other people p and for "nobody" (guidance needs it);
-- trajectory consistency (`legato` only): the adapters' mean squared ODE step (`legato.ode`).
+- trajectory consistency (`legato` only, off unless `lambda_trajectory` is given): the adapters' mean squared
+  ODE step (`legato.ode`).
 
 Methods (`METHODS`), each with its dial s ∈ [0, 1]:
 - `legato`: Neural-ODE adapters (the `unet` field) after UNet blocks, base frozen; s scales the time span;

@@ -148,23 +148,22 @@ def build_pool(world, person, config: EraseConfig, steps: int, guidance: float, 
     xf, tf = trajectory_states(world, yf, initial_noise(len(yf), world.size, config.seed + 101), steps, guidance)
     y_all = torch.arange(k).repeat_interleave(config.pool_retain)
 
-    def everyone() -> dict:
-        x, t = trajectory_states(world, y_all, initial_noise(len(y_all), world.size, config.seed + 102), steps,
-                                 guidance)
-        return {"x": x, "t": t}
+    def states_of(labels: torch.Tensor, seed: int):
+        def compute() -> dict:
+            x, t = trajectory_states(world, labels, initial_noise(len(labels), world.size, seed), steps, guidance)
+            return {"x": x, "t": t}
+        return compute
 
     got = cached(world, "trajectories", {"per_person": config.pool_retain, "seed": config.seed + 102,
-                                         "steps": steps, "guidance": guidance}, everyone, cache)
+                                         "steps": steps, "guidance": guidance},
+                 states_of(y_all, config.seed + 102), cache)
     keep = (~torch.isin(y_all, torch.tensor(people))).repeat(steps)  # the states are laid out step-major
     pool = Pool(xf, tf, got["x"][keep], got["t"][keep], y_all.repeat(steps)[keep], forget_y=yf.repeat(steps))
     if config.nobody_rows:
-        def nobody() -> dict:
-            y = torch.full((config.pool_forget,), world.null_class, dtype=torch.long)
-            x, t = trajectory_states(world, y, initial_noise(len(y), world.size, config.seed + 106), steps, guidance)
-            return {"x": x, "t": t}
-
+        nobody = torch.full((config.pool_forget,), world.null_class, dtype=torch.long)
         got = cached(world, "nobody-trajectories", {"n": config.pool_forget, "seed": config.seed + 106,
-                                                    "steps": steps, "guidance": guidance}, nobody, cache)
+                                                    "steps": steps, "guidance": guidance},
+                     states_of(nobody, config.seed + 106), cache)
         pool.nobody_x, pool.nobody_t = got["x"], got["t"]
     return pool
 

@@ -104,3 +104,29 @@ def test_a_failing_step_propagates_and_restores(tmp_path: Path):
     with pytest.raises(TrainingError, match="at step 4"):
         loop.run(obj, _settings(), tmp_path, progress=False)
     assert obj.calls[-1] == "end"
+
+
+def test_the_time_to_a_verified_forget_counts_the_stop_checks_and_survives_a_resume(tmp_path: Path):
+    import time as _time
+
+    def slow_check(model):
+        _time.sleep(0.05)
+        return {"passed": True}
+
+    settings = _settings(early_stop=True, stop_every=4, stop_patience=2, stop_consolidate=6)
+    result = loop.run(LineObjective(), settings, tmp_path, progress=False, stop_check=slow_check)
+    # verified at step 8 (two passes), then six steps of consolidation
+    assert result.step_verified == 8 and result.steps == 14
+    assert result.check_seconds >= 0.1 and result.seconds_to_verified >= result.check_seconds
+    # the training clock stays without the checks: the time to verified is training until step 8 plus them
+    assert result.seconds_to_verified - result.check_seconds <= result.seconds < result.seconds_to_verified
+    (tmp_path / "cut").mkdir()
+    with pytest.raises(KeyboardInterrupt):  # cut during the consolidation
+        loop.run(LineObjective(interrupt_at=11), settings, tmp_path / "cut", progress=False, stop_check=slow_check)
+    resumed = loop.run(LineObjective(), settings, tmp_path / "cut", resume=True, progress=False,
+                       stop_check=slow_check)
+    assert resumed.step_verified == 8 and resumed.steps == 14 and resumed.seconds_to_verified >= 0.1
+    (tmp_path / "never").mkdir()
+    never = loop.run(LineObjective(), settings, tmp_path / "never", progress=False,
+                     stop_check=lambda m: {"passed": False})
+    assert never.step_verified is None and never.seconds_to_verified is None and never.steps == 30

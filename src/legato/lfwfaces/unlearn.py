@@ -325,7 +325,8 @@ def run(out: str | Path, identity: str, config: EraseConfig | None = None, *, ge
                            f"{STOP_FORGET_GAP} / {STOP_KEPT_DRIFT} at {config.stop_patience} checks in a row"
                            + (f", then {config.stop_consolidate} steps more" if config.stop_consolidate else "")
                            if result.stopped_early else "the iteration count"),
-                "last_check": result.stop_record} if config.early_stop else None
+                "last_check": result.stop_record, "step_verified": result.step_verified,
+                "seconds_to_verified": result.seconds_to_verified} if config.early_stop else None
     else:
         student = Student(world, person, config)
         student.finish_training()

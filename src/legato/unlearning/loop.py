@@ -75,10 +75,16 @@ class TrainResult:
     final_losses: dict
     stopped_early: bool = False  # the forget check held `stop_patience` times in a row before `iterations`
     stop_record: dict | None = None  # the last stop check's scores
+    # the step at which the stop check held `stop_patience` times in a row, and the time until then: training
+    # and the stop checks' own time (what a user waits for a verified forget; consolidation comes after)
+    step_verified: int | None = None
+    seconds_to_verified: float | None = None
+    check_seconds: float = 0.0  # the stop checks' time in all
 
 
 def save_checkpoint(work: Path, step: int, objective: Objective, opt, rng: torch.Generator, elapsed: float,
-                    forget: tuple, passes: int = 0, stop_at: int | None = None) -> None:
+                    forget: tuple, passes: int = 0, stop_at: int | None = None, check_seconds: float = 0.0,
+                    verified: tuple = ()) -> None:
     write_state(work / CHECKPOINT, {
         "step": step,
         "trainable": objective.state_dict(),
@@ -89,6 +95,8 @@ def save_checkpoint(work: Path, step: int, objective: Objective, opt, rng: torch
         "forget": list(forget),
         "stop_passes": passes,
         "stop_at": stop_at,
+        "check_seconds": check_seconds,
+        "verified": list(verified),
     })
 
 
@@ -130,8 +138,9 @@ def run(
     step until it first falls below `threshold` (the time to forget, to the step). `stop_check(model) ->
     dict(passed, …)` runs every `stop_every` steps when `config.early_stop`; training ends after
     `stop_patience` passes in a row and `stop_consolidate` more steps. No check's time counts as training
-    time. Checkpoints go to `work/checkpoint.pt` every `checkpoint_every` steps and on Ctrl-C (the completed
-    steps exactly), the log to `work/log.jsonl`; `resume` continues from the checkpoint, bit for bit.
+    time; the time to the verified forget counts training and the stop checks. Checkpoints go to
+    `work/checkpoint.pt` every `checkpoint_every` steps and on Ctrl-C (the completed steps exactly), the log to
+    `work/log.jsonl`; `resume` continues from the checkpoint, bit for bit.
     """
     model = objective.model
     opt = torch.optim.Adam(objective.params, lr=config.lr)
@@ -140,6 +149,7 @@ def run(
     start, elapsed_before = 0, 0.0
     forget_step, forget_seconds = None, None
     passes, stopped, stop_record, stop_at = 0, False, None, None
+    check_seconds, verified = 0.0, ()  # the stop checks' time so far; (step, seconds) once verified
     log_path = work / LOG
     if resume:
         ckpt = load_checkpoint(work)
@@ -152,6 +162,8 @@ def run(
             forget_step, forget_seconds = ckpt["forget"] if ckpt["forget"] else (None, None)
             passes = int(ckpt.get("stop_passes", 0))
             stop_at = ckpt.get("stop_at")
+            check_seconds = float(ckpt.get("check_seconds", 0.0))
+            verified = tuple(ckpt.get("verified") or ())
             truncate_log(log_path, start)
     elif log_path.exists():
         log_path.unlink()
@@ -208,10 +220,13 @@ def run(
                 if forget_step is None and threshold is not None and scores["id_target"] < threshold:
                     forget_step, forget_seconds = step, elapsed()
             if stop_check is not None and config.early_stop and stop_at is None and step % config.stop_every == 0:
+                t_check = time.perf_counter()
                 stop_record = measure(stop_check)
+                check_seconds += time.perf_counter() - t_check
                 passes = passes + 1 if stop_record["passed"] else 0
                 if passes >= config.stop_patience:  # verified: train `stop_consolidate` more steps, then stop
                     stop_at = step + int(getattr(config, "stop_consolidate", 0))
+                    verified = (step, elapsed() + check_seconds)
                 record = {**(record or {"step": step, "seconds": round(elapsed(), 3)}),
                           "stop_check": dict(stop_record), "stop_passes": passes}
             if record is not None:
@@ -219,7 +234,8 @@ def run(
                 log_file.flush()
             stopped = stop_at is not None and step >= stop_at
             if step % config.checkpoint_every == 0:
-                save_checkpoint(work, step, objective, opt, rng, elapsed(), forgotten(), passes, stop_at)
+                save_checkpoint(work, step, objective, opt, rng, elapsed(), forgotten(), passes, stop_at,
+                                check_seconds, verified)
             if bar is not None:
                 bar.update(task, completed=step, info=objective.progress_info(losses))
             if stopped:
@@ -228,11 +244,13 @@ def run(
         # keep exactly the completed steps: the RNG goes back to the start of an unfinished step
         if completed < step:
             rng.set_state(rng_at_start)
-        save_checkpoint(work, completed, objective, opt, rng, elapsed(), forgotten(), passes, stop_at)
+        save_checkpoint(work, completed, objective, opt, rng, elapsed(), forgotten(), passes, stop_at,
+                        check_seconds, verified)
         raise
     finally:
         objective.end()
         log_file.close()
         if bar is not None:
             bar.stop()
-    return TrainResult(completed, elapsed(), forget_seconds, forget_step, losses, stopped, stop_record)
+    return TrainResult(completed, elapsed(), forget_seconds, forget_step, losses, stopped, stop_record,
+                       *(verified or (None, None)), check_seconds)

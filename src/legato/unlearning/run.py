@@ -240,6 +240,9 @@ def unlearn(
                         f"{config.stop_patience} times in a row" if result.stopped_early else
                         ("iteration bound reached" if stop_check is not None else "fixed iteration count")),
         "stop_check": result.stop_record,
+        "step_verified": result.step_verified,
+        "seconds_to_verified": None if result.seconds_to_verified is None else round(result.seconds_to_verified, 2),
+        "stop_check_seconds": round(result.check_seconds, 2) if config.early_stop and stop_check is not None else None,
         "seconds_total": None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "perceptual_backend": perceptual.name,
@@ -403,6 +406,8 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("training seconds", fmt("seconds")),
         ("forgotten after", "—" if metrics.get("step_to_forget") is None else
          f"step {metrics['step_to_forget']} ({metrics['seconds_to_forget']:.1f} s)"),
+        *([("verified forgotten at", f"step {metrics['step_verified']} ({metrics['seconds_to_verified']:.1f} s "
+            "with the stop checks)")] if metrics.get("step_verified") is not None else []),
         ("perceptual loss", str(metrics.get("perceptual_backend"))),
     ]
 

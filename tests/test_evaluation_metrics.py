@@ -135,6 +135,32 @@ def test_frechet_distance_of_a_translation_is_its_squared_length():
     assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-8)
 
 
+@pytest.mark.parametrize("n_a, n_b, dim", [(300, 200, 32), (20, 30, 48), (60, 60, 8)])
+def test_frechet_distance_equals_torchmetrics(n_a, n_b, dim):
+    """The symmetric form gives torchmetrics' FID, also when a covariance is singular (fewer samples than
+    features) and the sets differ in scale and correlation."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    g = torch.Generator().manual_seed(n_a + dim)
+    a = torch.randn(n_a, dim, generator=g, dtype=torch.float64) @ torch.randn(dim, dim, generator=g,
+                                                                               dtype=torch.float64)
+    b = 0.5 * torch.randn(n_b, dim, generator=g, dtype=torch.float64) + 0.3
+
+    class Features(torch.nn.Module):
+        num_features = dim
+
+        def forward(self, x):
+            return x
+
+    metric = FrechetInceptionDistance(feature=Features()).double()
+    metric.update(a, real=True)
+    metric.update(b, real=False)
+    reference = float(metric.compute())
+    assert reference > 1.0
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-7)
+    assert frechet_distance(b, a) == pytest.approx(reference, rel=1e-7)
+
+
 def test_mean_ci95_is_a_t_interval():
     mean, ci = mean_ci95([1.0, 2.0, 3.0])
     half = 4.302652729911275 / np.sqrt(3)  # t(0.975, df=2) · s / √n with s = 1

@@ -1,10 +1,15 @@
-"""Fréchet distances between feature sets, computed by torchmetrics' `FrechetInceptionDistance`.
+"""Fréchet distances between feature sets (FID's formula, as torchmetrics' `FrechetInceptionDistance`
+computes it; a test holds the two equal).
 
-Features are extracted here (batch by batch, once per image set) and handed to torchmetrics through a
-pass-through feature module, so one set of source features serves both `fid_pre` and `delta_fid_real`
-and a bootstrap interval costs no new network passes. The extractor is either the Inception network of
-pytorch-fid / torch-fidelity (when its weights are given, see `legato.evaluation.inception`) or the
-backend's identity model's penultimate `.features` (the default; the JSON output names which).
+Features are extracted here (batch by batch, once per image set), so one set of source features serves both
+`fid_pre` and `delta_fid_real` and a bootstrap interval costs no new network passes. The extractor is either
+the Inception network of pytorch-fid / torch-fidelity (when its weights are given, see
+`legato.evaluation.inception`) or the backend's identity model's penultimate `.features` (the default; the
+JSON output names which).
+
+The trace of the covariances' geometric mean, tr √(Σ₁Σ₂), is taken from the symmetric matrix √Σ₁ Σ₂ √Σ₁
+(the same eigenvalues): two symmetric eigendecompositions instead of torchmetrics' general one, about 3×
+faster at 256 features, which matters because a run's two bootstrap intervals compute 150 distances.
 """
 
 from __future__ import annotations
@@ -14,22 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from legato.errors import InputError
 
 FID_BOOTSTRAP = 50  # bootstrap resamples behind each FID's 95% interval
-
-
-class _PassThrough(nn.Module):
-    """What torchmetrics sees as its feature network: the rows it is given are already features."""
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = int(num_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 class FeatureExtractor:
@@ -73,24 +66,26 @@ def resolve_features(fid_features, identity_model) -> FeatureExtractor:
     return FeatureExtractor(identity_model.features, f"{name}.features")
 
 
-def _fid_metric(dim: int):
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    return FrechetInceptionDistance(feature=_PassThrough(dim), reset_real_features=True).double()
+def fid_from_moments(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), in float64, never below 0."""
+    mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
+    w, v = torch.linalg.eigh(sigma1)
+    root = (v * w.clamp_min(0).sqrt()) @ v.T
+    middle = root @ sigma2 @ root
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    value = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * cross
+    # identical sets give a tiny negative number from rounding; the distance is ≥ 0
+    return max(float(value), 0.0)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """FID between two feature sets `[N, D]` and `[M, D]` (N, M ≥ 2), by torchmetrics."""
+    """FID between two feature sets `[N, D]` and `[M, D]` (N, M ≥ 2)."""
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise InputError(f"FID needs at least 2 samples per set, got {a.shape[0]} and {b.shape[0]}")
     if a.shape[1] != b.shape[1]:
         raise InputError(f"FID feature sets differ in width: {a.shape[1]} vs {b.shape[1]}")
-    metric = _fid_metric(a.shape[1])
-    metric.update(a.double(), real=True)
-    metric.update(b.double(), real=False)
-    value = float(metric.compute())
-    # identical sets give a tiny negative number from the matrix square root; the distance is ≥ 0
-    return max(value, 0.0)
+    a, b = a.double(), b.double()
+    return fid_from_moments(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
 
 
 def _interval(value: float, boots: list[float], floor: float | None = 0.0) -> list[float] | None:

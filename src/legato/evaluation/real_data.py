@@ -119,7 +119,7 @@ def load_real_reference(path, extractor, n: int, size: int, batch_size: int = 32
 
 def fid_from_statistics(features: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> float:
     """FID between a feature set `[N, D]` and a real set given by its mean and covariance."""
-    from torchmetrics.image.fid import _compute_fid
+    from legato.evaluation.fid import fid_from_moments
 
     f = features.double()
     if f.shape[1] != mu.shape[0]:
@@ -127,4 +127,4 @@ def fid_from_statistics(features: torch.Tensor, mu: torch.Tensor, sigma: torch.T
                          f"(a statistics file must come from the same network, e.g. pytorch-fid's pool3)")
     mu_f = f.mean(0)
     sigma_f = torch.cov(f.t())
-    return max(float(_compute_fid(mu_f, sigma_f, mu.double(), sigma.double())), 0.0)
+    return fid_from_moments(mu_f, sigma_f, mu, sigma)

@@ -8,8 +8,8 @@ the Inception network of pytorch-fid / torch-fidelity (when its weights are give
 JSON output names which).
 
 The trace of the covariances' geometric mean, tr √(Σ₁Σ₂), is taken from the symmetric matrix √Σ₁ Σ₂ √Σ₁
-(the same eigenvalues): two symmetric eigendecompositions instead of torchmetrics' general one, about 3×
-faster at 256 features, which matters because a run's two bootstrap intervals compute 150 distances.
+(the same eigenvalues): two symmetric eigendecompositions instead of torchmetrics' general one (measured
+side by side by `benchmarks/fid_speed.py`), since a run's two bootstrap intervals compute 150 distances.
 """
 
 from __future__ import annotations

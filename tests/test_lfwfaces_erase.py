@@ -165,7 +165,8 @@ def test_a_run_writes_the_whole_folder_through_the_loop(tiny_folder, tmp_path):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["person"] == "A_a" and saved["method"] == "legato"
     assert [r["strength"] for r in saved["sweep"]] == list(unlearn.RUN_STRENGTHS)
-    assert len(saved["verdicts"]) == 3 and set(saved["verdicts"].values()) <= {"✔", "✘", "inconclusive"}
+    assert len(saved["verdicts"]) == 3 and set(saved["verdicts"].values()) <= {"✔", "✘", "inconclusive",
+                                                                    "inconclusive (n too small)"}
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3
     # the bundle re-attaches to a fresh copy of the source and gives the trained velocity
@@ -193,6 +194,12 @@ def test_verdict_rules_need_enough_samples():
     bad = {**base, "recognition_after_ci": unlearn.wilson(20, 48), "others_drop_ci": (0.15, 0.3),
            "face_found_after": 0.5}
     assert set(unlearn.verdicts(bad).values()) == {"✘"}
+    # a bootstrap over few others reads [0, 0] when none changed: too few samples to say "kept"
+    few = {**base, "others_drop_ci": (0.0, 0.0), "n_other_samples": 24}
+    assert list(unlearn.verdicts(few).values())[1] == "inconclusive (n too small)"
+    assert list(unlearn.verdicts({**few, "n_other_samples": 35}).values())[1] == "✔"
+    assert unlearn.wilson(0, unlearn.MIN_OTHER_SAMPLES)[1] < unlearn.KEPT_DROP
+    assert unlearn.wilson(0, unlearn.MIN_OTHER_SAMPLES - 1)[1] > unlearn.KEPT_DROP
 
 
 def test_the_cli_routes_lfw_faces_and_refuses_bad_input_before_any_work(tiny_folder, tmp_path):

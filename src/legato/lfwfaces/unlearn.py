@@ -9,8 +9,8 @@ noise), `others_before_after.png` and `dial.png`.
 Verdicts, each with its rule (docs/reference/lfw-faces.md): the person is **forgotten** when the upper end of the 95%
 Wilson interval of their recognition rate lies below `FORGOTTEN_RATE`; the others are **kept** when their
 mean recognition rate fell by at most `KEPT_DROP` points (a paired bootstrap interval over the people
-decides, else "inconclusive"); the forgotten name still gives **a face** when dlib finds one in at least
-`FACE_RATE` of its samples.
+decides, else "inconclusive"; fewer than `MIN_OTHER_SAMPLES` judged samples of them cannot pass); the
+forgotten name still gives **a face** when dlib finds one in at least `FACE_RATE` of its samples.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ FORGOTTEN_RATE = 0.10  # MACE reports 0.004–0.043 for erased celebrities; with
 KEPT_DROP = 0.10
 FACE_RATE = 0.90
 MIN_FORGET_SAMPLES = 16
+# the others' verdict needs this many judged samples: with none of 35 lost, the Wilson interval of the share
+# lost ends below 10% (9.9%); fewer cannot tell "kept" from a 10-point drop however the bootstrap reads
+MIN_OTHER_SAMPLES = 35
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -152,6 +155,7 @@ def evaluate(world, student: Student, judge, *, n_forget: int = 48, n_other: int
         "fid_dlib_others_after": frechet_distance(by_strength[1.0][2], real),
         "n_forget": n_forget,
         "n_other_per_person": n_other,
+        "n_other_samples": len(others) * n_other,
     })
     if len(people) > 1:  # each person's own rate: the set is forgotten when every one of them is
         out["per_person"] = [
@@ -187,6 +191,8 @@ def verdicts(m: dict) -> dict:
         forgotten = _forgotten(m["recognition_after_ci"])
     d_lo, d_hi = m["others_drop_ci"]
     kept = "✔" if d_hi <= KEPT_DROP else ("✘" if d_lo > KEPT_DROP else "inconclusive")
+    if kept == "✔" and m.get("n_other_samples", MIN_OTHER_SAMPLES) < MIN_OTHER_SAMPLES:
+        kept = "inconclusive (n too small)"
     face = "✔" if m["face_found_after"] >= FACE_RATE else "✘"
     return {f"person forgotten (recognition 95% CI below {FORGOTTEN_RATE:.0%})": forgotten,
             f"others kept (mean recognition drop ≤ {KEPT_DROP:.0%} points, 95% CI)": kept,

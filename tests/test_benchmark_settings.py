@@ -60,3 +60,22 @@ def test_a_collapse_variant_keeps_its_own_folder_whichever_variants_run():
     assert run._collapse_folders(only_guide) == {only_guide[0]: names.index(only_guide[0])} and names.index(
         only_guide[0]) > 0
     assert run._collapse_folders(names) == {n: k for k, n in enumerate(names)}
+
+
+def test_the_time_to_a_verified_forget_compares_legato_with_guide_person_by_person():
+    run = load_benchmark("run")
+
+    def row(person, method, verified, checks, seconds):
+        return {"scenario": "in-domain", "identity": person, "method": method, "seconds": seconds,
+                "wall_seconds": 60.0, "stopped_early": verified is not None, "seconds_to_verified": verified,
+                "stop_check_seconds": checks}
+
+    rows = [row("a", "legato", 5.0, 2.0, 30.0), row("a", "guide", 20.0, 8.0, 40.0),
+            row("b", "legato", 6.0, 2.0, 30.0), row("b", "guide", None, 30.0, 50.0)]  # b: guide never verified
+    text = "\n".join(run._time_ratio_lines(rows))
+    # a: 5 / 20 = 0.25; b: 6 / (50 + 30) = 0.075 (an upper bound: guide's own time was longer still)
+    assert "legato / guide: 0.16× (worst 0.25×" in text
+    assert "verified: legato 2/2, guide 1/2" in text and "for those 1 the ratio is an upper bound" in text
+    # runs without early stop (no stop checks recorded) give no such line
+    plain = [{**r, "seconds_to_verified": None, "stop_check_seconds": None} for r in rows]
+    assert "verified forget" not in "\n".join(run._time_ratio_lines(plain))

@@ -240,3 +240,22 @@ def test_the_source_side_is_kept_between_runs_and_equal_to_a_fresh_computation(w
         next(changed.parameters()).add_(0.5)
     _run(changed, unlearned, target, held)
     assert len(list((tmp_path / "cache" / "source-features").iterdir())) > len(kept)
+
+
+def test_the_stop_check_stops_at_the_first_group_that_fails(world):
+    from legato.evaluation.stop_check import ForgetCheck
+
+    gen, source, target, held = world
+    model = gen.identity_model()
+    # nothing forgotten: the person's own group fails, and the others and strangers are never rendered
+    strict = ForgetCheck(source, model, 0.5, target, held)(gen)
+    assert strict["passed"] is False and strict["id_target"] > 0.99
+    assert strict["id_others"] is None and strict["id_preservation"] is None
+    # a threshold everything passes: every group is measured, and the strangers decide
+    lenient = ForgetCheck(source, model, 1.5, target, held)
+    kept = lenient(gen)
+    assert kept["passed"] is True and kept["id_preservation"] == pytest.approx(1.0, abs=1e-5)
+    shuffled = ShuffledGenerator()
+    shuffled.load_state_dict(gen.state_dict())
+    lost = lenient(shuffled)
+    assert lost["passed"] is False and lost["id_others"] is not None and lost["id_preservation"] < 0.3

@@ -220,9 +220,9 @@ def run(
                 if forget_step is None and threshold is not None and scores["id_target"] < threshold:
                     forget_step, forget_seconds = step, elapsed()
             if stop_check is not None and config.early_stop and stop_at is None and step % config.stop_every == 0:
-                t_check = time.perf_counter()
+                measured_before = eval_seconds
                 stop_record = measure(stop_check)
-                check_seconds += time.perf_counter() - t_check
+                check_seconds += eval_seconds - measured_before  # `measure` already times it off the clock
                 passes = passes + 1 if stop_record["passed"] else 0
                 if passes >= config.stop_patience:  # verified: train `stop_consolidate` more steps, then stop
                     stop_at = step + int(getattr(config, "stop_consolidate", 0))
